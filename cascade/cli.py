@@ -1,0 +1,156 @@
+"""`cascade` command line.  Settings are `key=value` words (see `cascade run --list-keys`).
+
+    cascade run stage=imdb,agedb target=fgnet backbone=vgg16 [key=value ...] [--dry-run]
+    cascade protocol NAME --jobs N [key=value ...]
+    cascade data synth --out DIR [--scale S] [--seed N]
+    cascade data prepare NAME [key=value ...]
+    cascade data inspect NAME [key=value ...]
+    cascade weights import FILE --format F --name N
+    cascade features STAGE [layer=... pooling=...]
+    cascade regress STAGE [protocol=lopo engine=autosklearn] [--jobs N]
+    cascade report RUN [RUN ...]
+    cascade tune [key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cascade import config as C
+
+#: Sub-commands whose grammar is fixed but whose work lands with a later issue.
+PENDING = {
+    "weights": "issue #7 (backbones, weight import, trainer)",
+    "features": "issue #8 (pooled CNN features -> regressors)",
+    "regress": "issue #8 (pooled CNN features -> regressors)",
+    "report": "issue #4 (protocols, metrics, benchmark tables)",
+    "tune": "issue #7 (the thesis's lr x batch grid search)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cascade", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the stage graph pretrained -> stages -> target and print the table")
+    run.add_argument("settings", nargs="*", metavar="key=value")
+    run.add_argument("--dry-run", action="store_true", help="print every stage, its key and status; run nothing")
+    run.add_argument("--list-keys", action="store_true", help="print every setting and its current value")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    proto = sub.add_parser("protocol", help="run the target under protocol NAME (lopo, adience, holdout, ...)")
+    proto.add_argument("name")
+    proto.add_argument("settings", nargs="*", metavar="key=value")
+    proto.add_argument("--jobs", type=int, default=1, help="folds trained in parallel")
+    proto.add_argument("--dry-run", action="store_true")
+    proto.add_argument("--quiet", action="store_true")
+
+    data = sub.add_parser("data", help="datasets: synth | prepare | inspect")
+    dsub = data.add_subparsers(dest="action", required=True)
+    synth = dsub.add_parser("synth", help="write the synthetic face-aging suite in the real formats")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--scale", type=float, default=1.0)
+    synth.add_argument("--seed", type=int, default=0)
+    for action, text in (("prepare", "decode, crop and cache a dataset's images"),
+                         ("inspect", "counts, age histogram, images per subject, cleaning report")):
+        a = dsub.add_parser(action, help=text)
+        a.add_argument("name", help="dataset: " + ", ".join(__import__("cascade.data.datasets", fromlist=["x"]).DATASETS))
+        a.add_argument("settings", nargs="*", metavar="key=value")
+
+    w = sub.add_parser("weights", help="weights import FILE --format F --name N (convert once to safetensors)")
+    w.add_argument("action", choices=["import"])
+    w.add_argument("file", type=Path)
+    w.add_argument("--format", required=True)
+    w.add_argument("--name", required=True)
+    f = sub.add_parser("features", help="pooled CNN features of a stage (layer=last|first pooling=max|avg|none)")
+    f.add_argument("stage")
+    f.add_argument("settings", nargs="*", metavar="key=value")
+    r = sub.add_parser("regress", help="regressors on pooled features under a protocol (engine=autosklearn|ridge|...)")
+    r.add_argument("stage")
+    r.add_argument("settings", nargs="*", metavar="key=value")
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("--setup-engine")
+    rep = sub.add_parser("report", help="tables and figures of finished runs -> results/<run-id>/")
+    rep.add_argument("runs", nargs="+")
+    t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
+    t.add_argument("settings", nargs="*", metavar="key=value")
+    return p
+
+
+def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
+    from cascade.report.tables import write_run
+    from cascade.stages import plan as P
+    from cascade.stages.execute import Runner
+
+    cfg = C.load(settings)
+    if list_keys:
+        print("\n".join(C.list_keys(cfg)))
+        return 0
+    plan = P.build(cfg)
+    print(f"plan ({C.cascade_home(cfg)}):")
+    for node in plan.nodes:
+        print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
+    if dry_run:
+        return 0
+    Runner(plan, progress=not quiet).run()
+    md, folder = write_run(plan, Path(cfg["run"]["results_dir"]))
+    print()
+    print(md)
+    print(f"written to {folder}/")
+    return 0
+
+
+def cmd_data(args) -> int:
+    if args.action == "synth":
+        from cascade.data.synth.suite import write_suite
+
+        counts = write_suite(args.out, scale=args.scale, seed=args.seed)
+        print(f"synthetic suite written to {args.out}: {counts}")
+        return 0
+    from cascade.data.datasets import DATASETS, open_dataset
+
+    cfg = C.load(args.settings)
+    if args.name not in DATASETS:
+        raise C.ConfigError(f"unknown dataset {args.name!r}; valid: {', '.join(DATASETS)}")
+    table = open_dataset(cfg, args.name, C.cascade_home(cfg))
+    if args.action == "prepare":
+        from cascade.data.cache import prepare
+
+        cache = prepare(table, C.backbone_settings(cfg)["input_size"], cfg["data"]["margin"],
+                        C.cascade_home(cfg))
+        print(f"{args.name}: {len(cache)} images cached at {cache.path}")
+    print(table.report.summary())
+    if args.action == "inspect":
+        f = table.frame
+        print(f"images {len(f)}, subjects {f['subject'].nunique()}, synthetic={table.synthetic}")
+        print("images per subject:", f.groupby("subject").size().describe().round(1).to_dict())
+        bins = (f["age_lo"] // 10 * 10).value_counts().sort_index()
+        print("age histogram (decades, by the label's lower bound):")
+        for lo, n in bins.items():
+            print(f"  {int(lo):3d}-{int(lo) + 9:<3d} {n:6d} {'#' * int(60 * n / bins.max())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args.settings, args.dry_run, args.quiet, args.list_keys)
+        if args.command == "protocol":
+            cfg = C.load(args.settings)
+            extra = [f"stages.{cfg['target']}.protocol={args.name}", f"jobs={args.jobs}"]
+            return cmd_run(args.settings + extra, args.dry_run, args.quiet)
+        if args.command == "data":
+            return cmd_data(args)
+        print(f"cascade {args.command}: not implemented yet — tracked in {PENDING[args.command]}.",
+              file=sys.stderr)
+        return 2
+    except (C.ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"cascade: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

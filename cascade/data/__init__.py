@@ -1,0 +1,1 @@
+"""Datasets: real-format parsers, the synthetic demo suite, and the decoded-image cache."""

@@ -1,0 +1,117 @@
+"""Evaluation protocols: declarative files in `protocols/`, one splitter per `splitter:` name.
+
+A protocol turns a dataset table into folds `(name, train_idx, test_idx)`, like a scikit-learn
+splitter with `groups` = subject ids.  Why declarative files: a user adds a protocol by adding a
+YAML file, and the protocol a table came from is recorded by name and content hash.  Every
+subject-exclusive protocol is checked for leakage before anything trains.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.model_selection import GroupShuffleSplit, LeaveOneGroupOut, ShuffleSplit
+
+Fold = tuple[str, np.ndarray, np.ndarray]
+
+
+def _folders() -> list[Path]:
+    """The repository's `protocols/`, then any folders in $CASCADE_PROTOCOLS (colon-separated):
+    a user adds a protocol by dropping a YAML file into one of them."""
+    extra = [Path(p) for p in os.environ.get("CASCADE_PROTOCOLS", "").split(os.pathsep) if p]
+    return [Path(__file__).resolve().parent.parent / "protocols", *extra]
+
+
+def _protocol_files() -> dict[str, Path]:
+    return {p.stem: p for folder in _folders() if folder.is_dir() for p in sorted(folder.glob("*.yaml"))}
+
+
+def protocol_names() -> tuple[str, ...]:
+    return tuple(sorted(_protocol_files()))
+
+
+def load_protocol(name: str) -> dict:
+    files = _protocol_files()
+    if name not in files:
+        raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(sorted(files))}")
+    spec = yaml.safe_load(files[name].read_text())
+    if spec.get("splitter") not in SPLITTERS:
+        raise ValueError(f"protocols/{name}.yaml: splitter {spec.get('splitter')!r} unknown; "
+                         f"valid: {', '.join(SPLITTERS)}")
+    return spec
+
+
+def _leave_one_group_out(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    groups = frame["subject"].to_numpy()
+    for train, test in LeaveOneGroupOut().split(np.zeros(len(frame)), groups=groups):
+        yield str(groups[test[0]]), train, test
+
+
+def _predefined_folds(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    folds = frame["fold"].to_numpy()
+    if (folds < 0).any():
+        raise ValueError("protocol 'predefined_folds' needs the dataset's official folds; "
+                         f"{int((folds < 0).sum())} rows have none")
+    for f in np.unique(folds):
+        yield str(int(f)), np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+
+
+def _holdout(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    frac = spec.get("test_fraction", 0.2)
+    x = np.zeros(len(frame))
+    if spec.get("by_subject"):
+        split = GroupShuffleSplit(n_splits=1, test_size=frac, random_state=seed)
+        train, test = next(split.split(x, groups=frame["subject"].to_numpy()))
+    else:
+        train, test = next(ShuffleSplit(n_splits=1, test_size=frac, random_state=seed).split(x))
+    yield "0", np.sort(train), np.sort(test)
+
+
+def _fixed_test_subjects(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    wanted = {str(s) for s in spec["test_subjects"]}
+    subjects = frame["subject"].astype(str)
+    missing = wanted - set(subjects)
+    if missing:
+        raise ValueError(f"protocol test subjects not in the data: {sorted(missing)}")
+    test = subjects.isin(wanted).to_numpy()
+    yield "test", np.flatnonzero(~test), np.flatnonzero(test)
+
+
+SPLITTERS: dict[str, Callable[[pd.DataFrame, dict, int], Iterator[Fold]]] = {
+    "leave_one_group_out": _leave_one_group_out,
+    "predefined_folds": _predefined_folds,
+    "holdout": _holdout,
+    "fixed_test_subjects": _fixed_test_subjects,
+}
+
+
+def folds(frame: pd.DataFrame, spec: dict, seed: int) -> list[Fold]:
+    """All folds of `spec` on `frame`, leakage-checked where the protocol promises it."""
+    out = list(SPLITTERS[spec["splitter"]](frame, spec, seed))
+    if spec.get("subject_exclusive"):
+        subjects = frame["subject"].to_numpy()
+        for name, train, test in out:
+            shared = set(subjects[train]) & set(subjects[test])
+            if shared:
+                raise ValueError(f"protocol {spec['name']}: fold {name} has subjects in both train "
+                                 f"and test: {sorted(shared)[:5]}")
+    return out
+
+
+def validation_split(subjects: np.ndarray, fraction: float, seed: int, by_subject: bool):
+    """Split a fold's training rows into train/validation (for the lr schedule and best epoch).
+
+    Why subject-exclusive inside target folds: a validation image of a training subject would
+    reward memorising identities, the very leak the protocol exists to prevent.
+    """
+    x = np.zeros(len(subjects))
+    if by_subject and len(np.unique(subjects)) > 1:
+        split = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        train, val = next(split.split(x, groups=subjects))
+    else:
+        train, val = next(ShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(x))
+    return np.sort(train), np.sort(val)

@@ -1,0 +1,1 @@
+"""Result tables (Markdown, CSV) that say how every number was computed."""

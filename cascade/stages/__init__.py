@@ -1,0 +1,1 @@
+"""The stage graph: pretrained -> intermediate fine-tuning stages -> target protocol."""

@@ -1,0 +1,245 @@
+"""Running a plan: each node under its stage folder, skipped when complete, resumed when not.
+
+Target nodes run their protocol's folds (in parallel with joblib when `jobs` > 1); each fold
+writes its predictions atomically the moment it ends, so a rerun only trains missing folds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cascade.config import backbone_settings
+from cascade.data.cache import prepare
+from cascade.data.datasets import LabelSpace
+from cascade.models import AgeModel, build_backbone
+from cascade.models import weights as W
+from cascade.protocols import folds as protocol_folds
+from cascade.protocols import validation_split
+from cascade.stages.plan import Node, Plan
+from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
+from cascade.train.trainer import Split, fit, predict_proba
+
+
+def _log_to(path: Path):
+    def log(msg: str) -> None:
+        with open(path, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+    return log
+
+
+def _device(cfg: dict) -> str:
+    if cfg["device"] == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg["device"]
+
+
+@dataclasses.dataclass
+class ModelSource:
+    """Where a node's starting weights come from (picklable, so fold workers can rebuild it)."""
+
+    backbone: str
+    head: dict
+    body_weights: str | None = None      # root: a safetensors body file (None = random init)
+    stage_dir: str | None = None         # trained parent: its folder (weights + labels)
+
+    def build(self, labels: LabelSpace, seed: int) -> AgeModel:
+        torch.manual_seed(seed)
+        if self.stage_dir is None:
+            bb = build_backbone(self.backbone)
+            if self.body_weights:
+                W.load_body(bb.body, Path(self.body_weights))
+            return AgeModel(bb, len(labels), self.head["hidden"], self.head["dropout"])
+        folder = Path(self.stage_dir)
+        parent_labels = LabelSpace.from_json((folder / "labels.json").read_text())
+        model = AgeModel(build_backbone(self.backbone), len(parent_labels), self.head["hidden"],
+                         self.head["dropout"])
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(folder / "weights.safetensors"))
+        if parent_labels != labels:
+            if self.head["reinit"] == "all":
+                fresh = AgeModel(build_backbone(self.backbone), len(labels), self.head["hidden"],
+                                 self.head["dropout"])
+                fresh.body.load_state_dict(model.body.state_dict())
+                return fresh
+            model.reset_classifier(len(labels))
+        return model
+
+
+def model_source(plan: Plan, node: Node) -> ModelSource:
+    cfg = plan.cfg
+    if node.kind == "root":
+        return ModelSource(cfg["backbone"], cfg["head"],
+                           str(plan.weights_path) if plan.weights_path else None)
+    return ModelSource(cfg["backbone"], cfg["head"], stage_dir=str(plan.home / "stages" / node.key))
+
+
+class Runner:
+    def __init__(self, plan: Plan, progress: bool = True):
+        self.plan, self.cfg, self.progress = plan, plan.cfg, progress
+        self.caches: dict[str, object] = {}
+
+    def cache(self, stage: str):
+        if stage not in self.caches:
+            size = backbone_settings(self.cfg)["input_size"]
+            self.caches[stage] = prepare(self.plan.tables[stage], size, self.cfg["data"]["margin"],
+                                         self.plan.home, progress=self.progress)
+        return self.caches[stage]
+
+    def run(self) -> None:
+        for node in self.plan.nodes:
+            if node.kind == "train":
+                self.run_train(node)
+            elif node.kind == "target":
+                self.run_target(node)
+
+    # ------------------------------------------------------------------ intermediate stage
+    def run_train(self, node: Node) -> None:
+        d = StageDir(self.plan.home / "stages", node.key)
+        with d.lock():
+            if d.is_complete():
+                return
+            atomic_write_json(d.file("config.json"), node.info)
+            log = _log_to(d.file("log.txt"))
+            cache = self.cache(node.stage)
+            table, labels = cache.table, LabelSpace.of(cache.table)
+            targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+            p = node.params
+            train, val = validation_split(table.frame["subject"].to_numpy(), p["val_fraction"],
+                                          self.cfg["seed"], by_subject=False)
+            model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
+            log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
+            _set_threads(self.cfg, 1)
+            result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
+                         labels.values, d.file("ckpt.pt"), self.cfg["seed"], _device(self.cfg),
+                         log, self.progress, desc=node.label)
+            _save_model(d, model, labels)
+            atomic_write_json(d.file("metrics.json"), {**result, "report": table.report.to_dict()})
+            d.mark_complete(["weights.safetensors", "labels.json", "metrics.json", "config.json"])
+            d.file("ckpt.pt").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ target protocol
+    def run_target(self, node: Node) -> None:
+        d = StageDir(self.plan.home / "stages", node.key)
+        with d.lock():
+            if d.is_complete():
+                return
+            atomic_write_json(d.file("config.json"), node.info)
+            cache = self.cache(node.stage)
+            table, labels = cache.table, LabelSpace.of(cache.table)
+            targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+            jobs = []
+            for name, train, test in protocol_folds(table.frame, node.info["protocol"], self.cfg["seed"]):
+                out = d.path / "folds" / f"{name}.csv"
+                if not out.exists():
+                    jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
+                                        table.frame["subject"].to_numpy(), labels, node.params,
+                                        self.cfg, model_source(self.plan, node.parent)))
+            errors = run_folds(jobs, self.cfg, self.progress, node.label)
+            if errors:
+                for name, err in errors.items():
+                    _log_to(d.file("log.txt"))(f"fold {name} failed: {err}")
+                raise RuntimeError(f"{node.label}: {len(errors)} fold(s) failed "
+                                   f"({', '.join(sorted(errors)[:10])}); see {d.file('log.txt')}. "
+                                   f"Finished folds are kept; rerun to retry the rest.")
+            preds = pd.concat([pd.read_csv(f, dtype={"subject": str, "fold": str})
+                               for f in sorted((d.path / "folds").glob("*.csv"))])
+            preds = preds.sort_values("row").reset_index(drop=True)
+            preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
+            atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
+            atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
+            atomic_write_json(d.file("metrics.json"), {"report": table.report.to_dict(),
+                                                       "n_folds": int(preds["fold"].nunique())})
+            d.mark_complete(["predictions.csv", "labels.json", "metrics.json", "config.json"])
+
+
+def _save_model(d: StageDir, model: AgeModel, labels: LabelSpace) -> None:
+    from safetensors.torch import save
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(d.file("weights.safetensors"), save(state))
+    atomic_write_text(d.file("labels.json"), labels.to_json())
+
+
+def _set_threads(cfg: dict, jobs: int) -> None:
+    threads = cfg["train"]["threads"] or max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    torch.set_num_threads(threads)
+
+
+@dataclasses.dataclass
+class FoldJob:
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    out: str
+    cache: str
+    targets: np.ndarray
+    subjects: np.ndarray
+    labels: LabelSpace
+    params: dict
+    cfg: dict
+    source: ModelSource
+
+
+def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
+    """Fine-tune from the parent on the fold's training subjects, predict its test subjects,
+    write the predictions atomically.  Runs in a worker process."""
+    _set_threads(job.cfg, jobs)
+    out = Path(job.out)
+    seed = int(stable_hash([job.cfg["seed"], job.name], 8), 16)
+    images = np.load(Path(job.cache) / "images.npy", mmap_mode="r")
+    tr, va = validation_split(job.subjects[job.train], job.params["val_fraction"], seed, by_subject=True)
+    model = job.source.build(job.labels, seed)
+    ckpt = out.with_suffix(".ckpt.pt")
+    fit(model, Split(images, job.targets, job.train[tr], job.train[va]), job.params, job.cfg["augment"],
+        job.labels.values, ckpt, seed, _device(job.cfg), log=lambda m: None, progress=False)
+    probs = predict_proba(model, images, job.test, _device(job.cfg))
+    values = job.labels.values
+    cum = probs.cumsum(1)
+    frame = pd.DataFrame({
+        "row": job.test, "subject": job.subjects[job.test], "fold": job.name,
+        "true_class": job.targets[job.test], "true_value": values[job.targets[job.test]],
+        "pred_expected": probs @ values, "pred_argmax": values[probs.argmax(1)],
+        "pred_median": values[(cum >= 0.5).argmax(1)], "pred_class": probs.argmax(1),
+    })
+    frame = pd.concat([frame, pd.DataFrame(probs, columns=[f"p{i}" for i in range(probs.shape[1])])], axis=1)
+    atomic_write_text(out, frame.to_csv(index=False))
+    ckpt.unlink(missing_ok=True)
+
+
+def _attempt(job: FoldJob, jobs: int) -> str | None:
+    """Run a fold, retrying once; return the error text if both attempts fail."""
+    err = None
+    for _ in range(2):
+        try:
+            run_fold(job, jobs, False)
+            return None
+        except Exception:
+            err = traceback.format_exc(limit=3)
+    return err
+
+
+def run_folds(jobs: list[FoldJob], cfg: dict, progress: bool, desc: str) -> dict[str, str]:
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    n = max(1, min(cfg["jobs"], len(jobs)))
+    bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
+    errors = {}
+    if n == 1:
+        results = (_attempt(j, 1) for j in jobs)
+    else:
+        results = Parallel(n_jobs=n, backend="loky", return_as="generator")(
+            delayed(_attempt)(j, n) for j in jobs)
+    for job, err in zip(jobs, results):
+        bar.update(1)
+        if err:
+            errors[job.name] = err
+    bar.close()
+    return errors

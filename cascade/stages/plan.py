@@ -1,0 +1,104 @@
+"""Planning: the nodes a run needs and the key of each.
+
+A node's key hashes its resolved config, its parent's key and the manifest of its input data
+(files, sizes, labels), like a DVC stage.  Why: a stage whose key exists is reused by every run
+that needs it (imdb,agedb -> fgnet and -> adience share the agedb stage), and any change to a
+setting, a parent or a data file produces a new key instead of a stale result.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cascade import config as C
+from cascade.data.datasets import open_dataset
+from cascade.data.records import DatasetTable
+from cascade.models import weights as W
+from cascade.protocols import load_protocol
+from cascade.store import StageDir, stable_hash
+
+#: Bump when a change to the training code changes results, so old artifacts are not reused.
+TRAINER_VERSION = 1
+
+
+@dataclasses.dataclass
+class Node:
+    kind: str                          # root | train | target
+    chain: tuple[str, ...]             # intermediate stages up to and including this one
+    stage: str | None                  # stages.yaml entry (None for the root)
+    params: dict
+    parent: "Node | None"
+    key: str
+    info: dict                         # what the key hashed, written as the stage's config.json
+
+    @property
+    def label(self) -> str:
+        name = " → ".join(("pretrained",) + self.chain)
+        return f"{name} ⇒ {self.stage}" if self.kind == "target" else name
+
+
+@dataclasses.dataclass
+class Plan:
+    cfg: dict
+    home: Path
+    nodes: list[Node]                  # in execution order, each once
+    targets: list[Node]                # one per table row
+    tables: dict[str, DatasetTable]
+    weights_path: Path | None
+
+
+def _shared_settings(cfg: dict) -> dict:
+    """Settings every trained node depends on besides its own stage parameters."""
+    bb = C.backbone_settings(cfg)
+    return {"backbone": cfg["backbone"], "input_size": bb["input_size"], "head": cfg["head"],
+            "augment": cfg["augment"], "margin": cfg["data"]["margin"], "seed": cfg["seed"],
+            "adience_policy": cfg["data"]["adience_policy"], "trainer": TRAINER_VERSION}
+
+
+def build(cfg: dict) -> Plan:
+    home = C.cascade_home(cfg)
+    bb = C.backbone_settings(cfg)
+    wpath = W.resolve(cfg["weights"], bb["weights"], home)
+    root_info = {"kind": "root", "backbone": cfg["backbone"], "weights": W.identity(wpath)}
+    root = Node("root", (), None, {}, None, stable_hash(root_info), root_info)
+    tables: dict[str, DatasetTable] = {}
+
+    def table(name: str) -> DatasetTable:
+        if name not in tables:
+            tables[name] = open_dataset(cfg, C.stage_params(cfg, name, "full")["dataset"], home)
+        return tables[name]
+
+    def child(kind: str, parent: Node, stage: str) -> Node:
+        mode = C.stage_mode(cfg, kind == "target", parent.kind == "root")
+        params = C.stage_params(cfg, stage, mode)
+        info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
+                "manifest": stable_hash(table(stage).manifest_records()), **_shared_settings(cfg)}
+        if kind == "target":
+            info["protocol"] = load_protocol(params["protocol"])
+        chain = parent.chain + ((stage,) if kind == "train" else ())
+        return Node(kind, chain, stage, params, parent, stable_hash(info), info)
+
+    nodes, targets, parent = [root], [], root
+    prefixes = [cfg["stage"][:i] for i in range(len(cfg["stage"]) + 1)] if cfg["run"]["prefixes"] \
+        else [cfg["stage"]]
+    chain_nodes = {(): root}
+    for stage in cfg["stage"]:
+        parent = child("train", parent, stage)
+        chain_nodes[parent.chain] = parent
+        nodes.append(parent)
+    for prefix in prefixes:
+        t = child("target", chain_nodes[tuple(prefix)], cfg["target"])
+        nodes.append(t)
+        targets.append(t)
+    return Plan(cfg, home, nodes, targets, tables, wpath)
+
+
+def status(plan: Plan, node: Node) -> str:
+    if node.kind == "root":
+        return "weights " + node.info["weights"][:19]
+    d = StageDir(plan.home / "stages", node.key)
+    if d.is_complete():
+        return "cached"
+    if (d.path / "ckpt.pt").exists() or (d.path / "folds").exists():
+        return "partial: will resume"
+    return "will run"

@@ -1,0 +1,122 @@
+"""The artifact store: atomic writes, content-keyed stage folders, completion markers, locks.
+
+Layout under `$CASCADE_HOME` (default ~/.cache/cascade):
+    stages/<key>/   config.json  log.txt  ckpt/  weights.safetensors  metrics.json  COMPLETE.json
+    cache/<key>/    decoded image arrays
+    demo/<key>/     the synthetic suite
+
+Why a completion marker written last, listing every file with its sha256: a folder without a
+valid marker is, by definition, unfinished — a process killed at any instant (kill -9) can leave
+temporary files or a stale checkpoint, but never a stage that looks complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+MARKER = "COMPLETE.json"
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    """sha256 of the canonical JSON of `obj` (sorted keys): the basis of every key."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def safe_torch_load(path: Path) -> Any:
+    """Checkpoints are loaded with weights_only=True: a file that would run code is refused."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class StageDir:
+    """One stage's folder.  Complete iff its marker exists and every listed file matches."""
+
+    def __init__(self, root: Path, key: str):
+        self.key = key
+        self.path = Path(root) / key
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def is_complete(self) -> bool:
+        marker = self.path / MARKER
+        if not marker.exists():
+            return False
+        try:
+            listed = json.loads(marker.read_text())["files"]
+        except (ValueError, KeyError):
+            return False
+        return all((self.path / n).exists() and (self.path / n).stat().st_size == meta["size"]
+                   for n, meta in listed.items())
+
+    def verify(self) -> list[str]:
+        """Names of listed files whose sha256 no longer matches (empty = intact)."""
+        listed = json.loads((self.path / MARKER).read_text())["files"]
+        return [n for n, meta in listed.items()
+                if not (self.path / n).exists() or file_sha256(self.path / n) != meta["sha256"]]
+
+    def mark_complete(self, files: list[str], info: dict | None = None) -> None:
+        meta = {n: {"size": (self.path / n).stat().st_size, "sha256": file_sha256(self.path / n)}
+                for n in files}
+        atomic_write_json(self.path / MARKER, {"key": self.key, "files": meta, **(info or {})})
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock held while computing: a second run of the same stage waits, then
+        finds it complete.  flock is released by the kernel when a process dies, so a killed
+        run never leaves a stale lock behind."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,1 @@
+"""Training: augmentation, the epoch loop with exact resume, and prediction."""

@@ -1,0 +1,158 @@
+"""The epoch loop: Adam, cross-entropy, reduce-on-plateau, per-epoch atomic checkpoints.
+
+Resume is exact on CPU because nothing random is carried in hidden state: each epoch's shuffle,
+augmentation and dropout draw from generators seeded by (seed, epoch), and the checkpoint holds
+model, optimiser and scheduler state, the best-so-far weights and the history.  A run killed at
+any moment restarts from its last finished epoch and ends with the same weights and metrics.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cascade.models.age_model import AgeModel
+from cascade.store import atomic_torch_save, safe_torch_load
+from cascade.train.augment import random_affine
+
+
+@dataclasses.dataclass
+class Split:
+    """Rows of an image array to train on and to validate on, with their class targets."""
+
+    images: np.ndarray          # (N, H, W, 3) uint8, usually a memory map
+    targets: np.ndarray         # (N,) class index
+    train: np.ndarray
+    val: np.ndarray
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
+
+
+def _batches(idx: np.ndarray, size: int):
+    for i in range(0, len(idx), size):
+        yield idx[i:i + size]
+
+
+def _to_input(model: AgeModel, images: np.ndarray, rows: np.ndarray, device) -> torch.Tensor:
+    return model.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(images[rows])).to(device))
+
+
+@torch.no_grad()
+def embed(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: int = 256) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model.embed(_to_input(model, images, b, device)) for b in _batches(rows, batch)]) \
+        if len(rows) else torch.zeros(0)
+
+
+@torch.no_grad()
+def predict_proba(model: AgeModel, images: np.ndarray, rows: np.ndarray, device,
+                  batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = [F.softmax(model(_to_input(model, images, b, device)).float(), 1).cpu()
+           for b in _batches(rows, batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.classifier.out_features))
+
+
+def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np.ndarray,
+        ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
+        progress: bool = False, desc: str = "") -> dict:
+    """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
+    augment); load the best-by-validation-loss weights into it at the end; return the history.
+    `ckpt` is written after every epoch and resumed from when present."""
+    from tqdm import tqdm
+
+    head_only = params["mode"] == "head"
+    model.to(device)
+    for p in model.body.parameters():
+        p.requires_grad_(not head_only)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=params["lr"])
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=params.get("lr_factor", 0.5),
+                                                       patience=params["patience"])
+    values = torch.tensor(class_values, dtype=torch.float32)
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "history": [],
+             "best_state": copy.deepcopy(model.state_dict())}
+    if ckpt.exists():
+        saved = safe_torch_load(ckpt)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        log(f"resumed from {ckpt.name} after epoch {state['epoch']}")
+
+    # Mode a without augmentation: the frozen body's features are the same every epoch, so they
+    # are computed once (the fast path); the body stays in eval mode (BN statistics frozen).
+    cached = None
+    if head_only and not params["augment"]:
+        cached = {"train": embed(model, split.images, split.train, device),
+                  "val": embed(model, split.images, split.val, device)}
+    targets = torch.from_numpy(split.targets)
+
+    def forward(rows: np.ndarray, which: str, pos: np.ndarray | None, gen=None) -> torch.Tensor:
+        if cached is not None:
+            return model.head(cached[which][torch.from_numpy(pos)])
+        x = _to_input(model, split.images, rows, device)
+        if gen is not None and params["augment"]:
+            x = random_affine(x, gen, aug["rotation"], aug["shift"], aug["crop"], aug["flip"])
+        return model(x)
+
+    epochs = range(state["epoch"], params["epochs"])
+    bar = tqdm(epochs, desc=desc or "train", disable=not progress, leave=False)
+    for epoch in bar:
+        gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        torch.manual_seed(epoch_seed(seed, epoch) + 1)          # dropout
+        model.train()
+        if head_only:
+            model.body.eval()
+        order = torch.randperm(len(split.train), generator=gen).numpy()
+        total, count = 0.0, 0
+        for pos in _batches(order, params["batch_size"]):
+            rows = split.train[pos]
+            logits = forward(rows, "train", pos, gen)
+            loss = F.cross_entropy(logits.float(), targets[rows].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(rows)
+            count += len(rows)
+        val_loss, val_mae = _validate(model, split, forward, targets, values, params, device)
+        sched.step(val_loss)
+        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+                  "val_mae": val_mae, "lr": opt.param_groups[0]["lr"]}
+        state["history"].append(record)
+        if val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=epoch + 1,
+                         best_state=copy.deepcopy(model.state_dict()))
+        state["epoch"] = epoch + 1
+        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "scheduler": sched.state_dict(), "state": state}, ckpt)
+        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
+    model.load_state_dict(state["best_state"])
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return {"history": state["history"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"]}
+
+
+@torch.no_grad()
+def _validate(model, split, forward, targets, values, params, device) -> tuple[float, float]:
+    if not len(split.val):
+        return float("nan"), float("nan")
+    model.eval()
+    loss, err = 0.0, 0.0
+    for start in range(0, len(split.val), 256):
+        pos = np.arange(start, min(start + 256, len(split.val)))
+        rows = split.val[pos]
+        logits = forward(rows, "val", pos).float()
+        t = targets[rows].to(device)
+        loss += float(F.cross_entropy(logits, t, reduction="sum"))
+        expected = F.softmax(logits, 1) @ values.to(device)
+        err += float((expected - values.to(device)[t]).abs().sum())
+    return loss / len(split.val), err / len(split.val)
