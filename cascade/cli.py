@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     proto = sub.add_parser("protocol", help="run the target under protocol NAME (lopo, adience, holdout, ...)")
     proto.add_argument("name")
     proto.add_argument("settings", nargs="*", metavar="key=value")
-    proto.add_argument("--jobs", type=int, default=1, help="folds trained in parallel")
+    proto.add_argument("--jobs", type=int, help="folds trained in parallel (default: one per core)")
     proto.add_argument("--dry-run", action="store_true")
     proto.add_argument("--quiet", action="store_true")
 
@@ -133,14 +133,26 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting `key=value` settings and flags come in any order (`run --dry-run a=b c=d`)."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and (not hasattr(args, "settings") or any(r.startswith("-") for r in rest)):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.settings = list(args.settings) + rest
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         if args.command == "run":
             return cmd_run(args.settings, args.dry_run, args.quiet, args.list_keys)
         if args.command == "protocol":
             cfg = C.load(args.settings)
-            extra = [f"stages.{cfg['target']}.protocol={args.name}", f"jobs={args.jobs}"]
+            extra = [f"stages.{cfg['target']}.protocol={args.name}"]
+            extra += [f"jobs={args.jobs}"] if args.jobs is not None else []
             return cmd_run(args.settings + extra, args.dry_run, args.quiet)
         if args.command == "data":
             return cmd_data(args)

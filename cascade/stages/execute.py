@@ -229,7 +229,7 @@ def run_folds(jobs: list[FoldJob], cfg: dict, progress: bool, desc: str) -> dict
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
-    n = max(1, min(cfg["jobs"], len(jobs)))
+    n = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(jobs)))
     bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
     errors = {}
     if n == 1:

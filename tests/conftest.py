@@ -1,0 +1,33 @@
+"""Shared fixtures: one tiny synthetic suite per test session, and settings for fast runs."""
+from pathlib import Path
+
+import pytest
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+#: Small, fast settings for end-to-end runs (tiny images, few epochs).
+FAST = ["data.synth.scale=0.05", "backbones.demo.input_size=16",
+        "backbones.demo.stages.imdb.epochs=2", "backbones.demo.stages.agedb.epochs=2",
+        "backbones.demo.stages.fgnet.epochs=1", "backbones.demo.stages.adience.epochs=1",
+        "backbones.demo.stages.head_only.epochs=2", "head.hidden=16"]
+
+
+@pytest.fixture(scope="session")
+def suite_home(tmp_path_factory) -> Path:
+    """A CASCADE_HOME whose demo suite (scale 0.05) is generated once for the session."""
+    from cascade import config as C
+    from cascade.data.datasets import demo_suite
+
+    home = tmp_path_factory.mktemp("home")
+    cfg = C.load(FAST + [f"home={home}"])
+    demo_suite(home, cfg["data"]["synth"]["scale"], cfg["data"]["synth"]["seed"], progress=False)
+    return home
+
+
+@pytest.fixture()
+def home(suite_home, tmp_path) -> Path:
+    """A fresh store that shares the session's generated suite (stages are not shared)."""
+    new = tmp_path / "home"
+    new.mkdir()
+    (new / "demo").symlink_to(suite_home / "demo")
+    return new

@@ -1,0 +1,134 @@
+"""End to end on the synthetic suite: plan keys, skip of complete stages, shared prefixes,
+kill -9 and resume, and the table."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cascade import config as C
+from cascade.cli import main
+from cascade.stages import plan as P
+from cascade.store import MARKER, file_sha256
+
+from conftest import FAST
+
+
+def _cfg(home, *extra):
+    return C.load(FAST + [f"home={home}", f"run.results_dir={home}/results", *extra])
+
+
+def _statuses(cfg):
+    plan = P.build(cfg)
+    return {n.label: P.status(plan, n) for n in plan.nodes if n.kind != "root"}, plan
+
+
+def test_run_skips_complete_stages_and_shares_prefixes(home, capsys):
+    args = FAST + [f"home={home}", f"run.results_dir={home}/results", "stages.fgnet.protocol=hard-subjects"]
+    before, plan = _statuses(C.load(args))
+    assert set(before.values()) == {"will run"}
+    assert main(["run", *args, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic data" in out and "pretrained → imdb → agedb" in out
+    after, _ = _statuses(C.load(args))
+    assert set(after.values()) == {"cached"}
+
+    # a second run trains nothing: no stage folder changes
+    stamps = {p: p.stat().st_mtime_ns for p in (home / "stages").rglob("*") if p.is_file()}
+    assert main(["run", *args, "--quiet"]) == 0
+    assert stamps == {p: p.stat().st_mtime_ns for p in (home / "stages").rglob("*") if p.is_file()}
+
+    # another target reuses the imdb and agedb stages (same keys, already cached)
+    other, _ = _statuses(C.load(args + ["target=adience"]))
+    assert other["pretrained → imdb"] == "cached" and other["pretrained → imdb → agedb"] == "cached"
+    assert all(v == "will run" for k, v in other.items() if "⇒" in k)
+
+
+def test_keys_change_with_config_parent_and_data(home):
+    base = P.build(_cfg(home))
+    keys = {n.label: n.key for n in base.nodes}
+    assert keys == {n.label: n.key for n in P.build(_cfg(home)).nodes}          # deterministic
+    lr = {n.label: n.key for n in P.build(_cfg(home, "stages.agedb.lr_factor=0.25")).nodes}
+    assert lr["pretrained → imdb"] == keys["pretrained → imdb"]                  # upstream unchanged
+    assert lr["pretrained → imdb → agedb"] != keys["pretrained → imdb → agedb"]   # changed stage
+    assert lr["pretrained → imdb → agedb ⇒ fgnet"] != keys["pretrained → imdb → agedb ⇒ fgnet"]  # child
+    seed = {n.label: n.key for n in P.build(_cfg(home, "seed=1")).nodes}
+    assert set(seed.values()).isdisjoint(set(keys.values()) - {keys["pretrained"]})
+    sub = {n.label: n.key for n in P.build(_cfg(home, "data.max_images=50")).nodes}
+    assert sub["pretrained → imdb"] != keys["pretrained → imdb"]                  # input manifest
+
+
+def test_dry_run_prints_every_stage_with_key_and_status(home, capsys):
+    assert main(["run", *FAST, f"home={home}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for label in ("pretrained → imdb ", "pretrained → imdb → agedb ", "pretrained ⇒ fgnet",
+                  "pretrained → imdb ⇒ fgnet", "pretrained → imdb → agedb ⇒ fgnet"):
+        assert label in out
+    assert out.count("will run") == 5
+    assert not (home / "stages").exists() or not any((home / "stages").iterdir())
+
+
+def _cli(home, *extra):
+    return [sys.executable, "-m", "cascade.cli", "run", *FAST, f"home={home}",
+            f"run.results_dir={home}/results", "--quiet", *extra]
+
+
+def _wait_for(path: Path, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists():
+            return
+        time.sleep(0.005)
+    raise TimeoutError(path)
+
+
+def test_kill_9_mid_stage_then_resume_equals_uninterrupted(home, tmp_path):
+    """SIGKILL a stage after its first epoch checkpoint; the rerun resumes from it and ends
+    with the same weights and metrics as an uninterrupted run in a separate store."""
+    extra = ["stage=imdb", "target=fgnet", "run.prefixes=false", "stages.fgnet.protocol=hard-subjects",
+             "backbones.demo.input_size=32", "backbones.demo.stages.imdb.epochs=25"]
+    key = next(n.key for n in P.build(_cfg(home, *extra)).nodes if n.kind == "train")
+    stage = home / "stages" / key
+    proc = subprocess.Popen(_cli(home, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(stage / "ckpt.pt")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (stage / MARKER).exists()
+    statuses, _ = _statuses(_cfg(home, *extra))
+    assert statuses["pretrained → imdb"] == "partial: will resume"
+    subprocess.run(_cli(home, *extra), check=True, stdout=subprocess.DEVNULL)
+    assert "resumed from ckpt.pt" in (stage / "log.txt").read_text()
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "demo").symlink_to((home / "demo").resolve())
+    subprocess.run(_cli(clean, *extra), check=True, stdout=subprocess.DEVNULL)
+    assert file_sha256(stage / "weights.safetensors") == file_sha256(clean / "stages" / key / "weights.safetensors")
+    resumed, fresh = (json.loads((h / "stages" / key / "metrics.json").read_text()) for h in (home, clean))
+    for m in (resumed, fresh):
+        m["report"].pop("source")        # the dataset path differs between the two stores
+    assert resumed == fresh              # every epoch's losses, lr and MAE, to the last digit
+
+
+def test_kill_9_during_folds_keeps_finished_folds(home):
+    """SIGKILL a LOPO target after some folds finished: they are not recomputed."""
+    extra = ["stage=", "target=fgnet", "stages.fgnet.protocol=lopo"]
+    node = P.build(_cfg(home, *extra)).targets[0]
+    folds = home / "stages" / node.key / "folds"
+    proc = subprocess.Popen(_cli(home, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.time() + 120
+    while time.time() < end and len(list(folds.glob("*.csv"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in folds.glob("*.csv")}
+    assert len(done) >= 3
+    subprocess.run(_cli(home, *extra), check=True, stdout=subprocess.DEVNULL)
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+    assert len(list(folds.glob("*.csv"))) == 82
+    table = (next((home / "results").iterdir()) / "table.csv").read_text()
+    assert "pretrained" in table and ",82" in table
