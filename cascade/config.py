@@ -21,8 +21,11 @@ TARGETS = ("fgnet", "adience", "adience3", "utkface", "agedb")
 #: Types of leaves whose default is null (null = "not set; use the stage's own value").
 NULLABLE_TYPES: dict[str, type] = {
     "train.lr": float, "train.batch_size": int, "train.epochs": int, "train.patience": int,
-    "train.mode": str, "train.augment": bool,
+    "train.mode": str, "train.augment": bool, "train.select": str,
 }
+
+#: Which epoch's weights a stage keeps (see stages.yaml `select`).
+SELECT = ("last", "best_loss", "best_mae")
 
 
 class ConfigError(ValueError):
@@ -52,11 +55,13 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "stage": stage_names,
         "backbone": tuple(BACKBONES) + ("timm:<model name>",),
         "train.mode": ("head", "full"),
+        "train.select": SELECT,
         "device": ("auto", "cpu", "cuda"),
         "data.adience_policy": ("strict", "lenient"),
         "head.reinit": ("output", "all"),
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
         **{f"stages.{s}.split": ("holdout",) for s in stage_names if "split" in cfg["stages"][s]},
+        **{f"stages.{s}.select": SELECT for s in cfg["stages"]},
     }
 
 
@@ -146,6 +151,9 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"stage={s!r} is not a stage; valid: {', '.join(ch['stage'])}")
     if len(set(cfg["stage"])) != len(cfg["stage"]):
         raise ConfigError(f"stage={','.join(cfg['stage'])} repeats a stage")
+    if cfg["target"] in cfg["stage"]:
+        raise ConfigError(f"target={cfg['target']} is also in stage={','.join(cfg['stage'])}: the "
+                          f"target's test images would have been trained on in that stage")
     for key, valid in ch.items():
         if key == "stage":
             continue
@@ -203,7 +211,7 @@ def stage_params(cfg: dict, stage: str, mode: str) -> dict:
         params.update(cfg["stages"]["head_only"])
         params.update(bb.get("head_only", {}) or {})
     params["mode"] = mode
-    for k in ("lr", "batch_size", "epochs", "patience", "augment"):
+    for k in ("lr", "batch_size", "epochs", "patience", "augment", "select"):
         if cfg["train"][k] is not None:
             params[k] = cfg["train"][k]
     return params

@@ -9,6 +9,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 FAST = ["data.synth.scale=0.05", "backbones.demo.input_size=16",
         "backbones.demo.stages.imdb.epochs=2", "backbones.demo.stages.agedb.epochs=2",
         "backbones.demo.stages.fgnet.epochs=1", "backbones.demo.stages.adience.epochs=1",
+        "backbones.demo.stages.adience3.epochs=1", "backbones.demo.stages.utkface.epochs=1",
         "backbones.demo.stages.head_only.epochs=2", "head.hidden=16"]
 
 

@@ -10,7 +10,7 @@ def test_defaults_are_the_thesis_values():
     assert cfg["stages"]["agedb"]["epochs"] == 30 and cfg["stages"]["agedb"]["lr"] == 1e-4
     assert cfg["stages"]["fgnet"]["batch_size"] == 16 and cfg["stages"]["fgnet"]["patience"] == 3
     assert cfg["stages"]["head_only"] == {"epochs": 20, "batch_size": 48, "lr": 1e-3, "patience": 3,
-                                          "augment": False}
+                                          "augment": False, "select": "last"}
     assert C.stage_params(C.load(["backbone=vgg16"]), "imdb", "full")["lr"] == 1e-4
     assert C.stage_params(C.load(["backbone=timm:resnet18"]), "imdb", "full")["lr"] == 0.01
 
@@ -40,8 +40,10 @@ def test_empty_stage_means_pretrained_only():
     ("target=mnist", "valid values: fgnet, adience, adience3, utkface, agedb"),
     ("stage=imdb,celeba", "valid: imdb, agedb"),
     ("stage=imdb,imdb", "repeats"),
+    ("target=agedb", "would have been trained on"),
     ("backbone=alexnet", "valid values: demo"),
     ("train.mode=partial", "valid values: head, full"),
+    ("stages.fgnet.select=best", "valid values: last, best_loss, best_mae"),
     ("stages.fgnet.protocol=kfold", "valid values: adience, hard-subjects, holdout, lopo"),
     ("seed", "not key=value"),
     ("head.hidden=64,x", "expected list"),

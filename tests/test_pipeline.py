@@ -48,6 +48,19 @@ def test_run_skips_complete_stages_and_shares_prefixes(home, capsys):
     assert all(v == "will run" for k, v in other.items() if "⇒" in k)
 
 
+@pytest.mark.parametrize("target", ["agedb", "adience", "adience3", "utkface"])
+def test_every_target_runs_and_prints_its_table(home, capsys, target):
+    """Each target runs under its own protocol from the pretrained model and after IMDB; the table
+    has the image-blind baseline and the target's metric (MAE, or accuracy for age groups)."""
+    args = FAST + [f"home={home}", f"run.results_dir={home}/results", "stage=imdb", f"target={target}"]
+    assert main(["run", *args, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic data" in out and "pretrained → imdb |" in out and "| pretrained |" in out
+    assert ("| Accuracy |" if target.startswith("adience") else "| MAE |") in out
+    assert "baseline: commonest training group" in out if target.startswith("adience") \
+        else "baseline: training-set mean age" in out
+
+
 def test_keys_change_with_config_parent_and_data(home):
     base = P.build(_cfg(home))
     keys = {n.label: n.key for n in base.nodes}

@@ -1,6 +1,7 @@
 """Trainer: exact resume from a checkpoint, head-only fast path equal to the slow path,
 augmentation shape, and learning on a tiny learnable task."""
 import numpy as np
+import pytest
 import torch
 
 from cascade.models import AgeModel, build_backbone
@@ -87,3 +88,28 @@ def test_augmentation_keeps_shape_and_is_seeded():
     assert a.shape == x.shape and torch.equal(a, b)
     ident = random_affine(x, torch.Generator().manual_seed(0), 0.0, 0.0, 0.0, False)
     assert torch.allclose(ident, x, atol=1e-5)
+
+
+def test_select_keeps_the_named_epoch(tmp_path):
+    """`select=best_mae` leaves the weights of the epoch with the lowest validation MAE (their
+    predictions reproduce that MAE); `last` keeps the final epoch; best_* without a validation
+    split is refused."""
+    split, values = _data(), np.arange(4.0)
+    y = split.targets[split.val]
+    params = {**PARAMS, "epochs": 5, "lr": 3e-2}
+    best = _model()
+    h = fit(best, split, {**params, "select": "best_mae"}, AUG, values, tmp_path / "d.pt", seed=2, log=lambda m: None)
+    maes = [r["val_mae"] for r in h["history"]]
+    assert h["kept_epoch"] == 1 + int(np.argmin(maes))
+    kept = np.abs(predict_proba(best, split.images, split.val, "cpu") @ values - y).mean()
+    assert np.isclose(kept, min(maes), atol=1e-5)
+
+    last = _model()
+    h = fit(last, split, {**params, "select": "last"}, AUG, values, tmp_path / "e.pt", seed=2, log=lambda m: None)
+    assert h["kept_epoch"] == 5
+    final = np.abs(predict_proba(last, split.images, split.val, "cpu") @ values - y).mean()
+    assert np.isclose(final, h["history"][-1]["val_mae"], atol=1e-5)
+
+    no_val = Split(split.images, split.targets, split.train, split.val[:0])
+    with pytest.raises(ValueError, match="validation split"):
+        fit(_model(), no_val, {**params, "select": "best_loss"}, AUG, values, tmp_path / "f.pt", seed=2)

@@ -46,6 +46,11 @@ def run_table(plan: Plan) -> tuple[pd.DataFrame, list[str], str]:
         pred = pd.read_csv(folder / "predictions.csv", dtype={"subject": str, "fold": str})
         labels = json.loads((folder / "labels.json").read_text())
         exact = labels["lo"] == labels["hi"]
+        if not rows:            # every target shares the folds: one image-blind baseline row
+            blind = pred.assign(pred_expected=pred["base_mean"], pred_class=pred["base_class"])
+            rows.append({"configuration": "baseline: training-set mean age" if exact
+                         else "baseline: commonest training group", "mode": "no image",
+                         **row_metrics(blind, exact, len(labels["lo"]), cfg["seed"]), "stage key": "–"})
         cascade = "pretrained" + "".join(f" → {s}" for s in node.chain)
         rows.append({"configuration": cascade, "mode": node.params["mode"],
                      **row_metrics(pred, exact, len(labels["lo"]), cfg["seed"]), "stage key": node.key})

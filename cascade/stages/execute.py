@@ -151,7 +151,7 @@ class Runner:
                                    f"Finished folds are kept; rerun to retry the rest.")
             preds = pd.concat([pd.read_csv(f, dtype={"subject": str, "fold": str})
                                for f in sorted((d.path / "folds").glob("*.csv"))])
-            preds = preds.sort_values("row").reset_index(drop=True)
+            preds = preds.sort_values("row").reset_index(drop=True).copy()   # one block: cheap insert
             preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
             atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
             atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
@@ -197,8 +197,10 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     tr, va = validation_split(job.subjects[job.train], job.params["val_fraction"], seed, by_subject=True)
     model = job.source.build(job.labels, seed)
     ckpt = out.with_suffix(".ckpt.pt")
-    fit(model, Split(images, job.targets, job.train[tr], job.train[va]), job.params, job.cfg["augment"],
-        job.labels.values, ckpt, seed, _device(job.cfg), log=lambda m: None, progress=False)
+    history = fit(model, Split(images, job.targets, job.train[tr], job.train[va]), job.params,
+                  job.cfg["augment"], job.labels.values, ckpt, seed, _device(job.cfg),
+                  log=lambda m: None, progress=False)
+    atomic_write_json(out.with_suffix(".history.json"), history)
     probs = predict_proba(model, images, job.test, _device(job.cfg))
     values = job.labels.values
     cum = probs.cumsum(1)
@@ -207,6 +209,10 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
         "true_class": job.targets[job.test], "true_value": values[job.targets[job.test]],
         "pred_expected": probs @ values, "pred_argmax": values[probs.argmax(1)],
         "pred_median": values[(cum >= 0.5).argmax(1)], "pred_class": probs.argmax(1),
+        # image-blind baselines from the fold's training labels: every table shows how far the
+        # model is above "predict the mean age" / "predict the commonest group"
+        "base_mean": float(values[job.targets[job.train]].mean()),
+        "base_class": int(np.bincount(job.targets[job.train]).argmax()),
     })
     frame = pd.concat([frame, pd.DataFrame(probs, columns=[f"p{i}" for i in range(probs.shape[1])])], axis=1)
     atomic_write_text(out, frame.to_csv(index=False))

@@ -64,8 +64,9 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
         progress: bool = False, desc: str = "") -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
-    augment); load the best-by-validation-loss weights into it at the end; return the history.
-    `ckpt` is written after every epoch and resumed from when present."""
+    augment, select); leave in it the weights `select` names (the last epoch's, or the epoch with
+    the best validation loss / MAE); return the history.  `ckpt` is written after every epoch and
+    resumed from when present."""
     from tqdm import tqdm
 
     head_only = params["mode"] == "head"
@@ -77,8 +78,12 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=params.get("lr_factor", 0.5),
                                                        patience=params["patience"])
     values = torch.tensor(class_values, dtype=torch.float32)
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "history": [],
-             "best_state": copy.deepcopy(model.state_dict())}
+    select = params.get("select", "last")
+    criterion = {"last": None, "best_loss": "val_loss", "best_mae": "val_mae"}[select]
+    if criterion and not len(split.val):
+        raise ValueError(f"select={select} needs a validation split (val_fraction > 0)")
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "history": [],
+             "best_state": copy.deepcopy(model.state_dict()) if criterion else None}
     if ckpt.exists():
         saved = safe_torch_load(ckpt)
         model.load_state_dict(saved["model"])
@@ -127,18 +132,20 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                   "val_mae": val_mae, "lr": opt.param_groups[0]["lr"]}
         state["history"].append(record)
-        if val_loss < state["best_val"]:
-            state.update(best_val=val_loss, best_epoch=epoch + 1,
+        if criterion and record[criterion] < state["best_val"]:
+            state.update(best_val=record[criterion], best_epoch=epoch + 1,
                          best_state=copy.deepcopy(model.state_dict()))
         state["epoch"] = epoch + 1
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "scheduler": sched.state_dict(), "state": state}, ckpt)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
-    model.load_state_dict(state["best_state"])
+    if criterion:
+        model.load_state_dict(state["best_state"])
     for p in model.parameters():
         p.requires_grad_(True)
-    return {"history": state["history"], "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"]}
+    kept = state["best_epoch"] if criterion else state["epoch"]
+    return {"history": state["history"], "select": select, "kept_epoch": kept}
 
 
 @torch.no_grad()
