@@ -9,21 +9,25 @@ cleaning report; the run goes on with the rest.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from joblib import Parallel, delayed
 from PIL import Image, ImageOps
 
 from cascade.data.records import DatasetTable
-from cascade.store import atomic_write_json, stable_hash
+from cascade.store import MARKER, atomic_write_json, atomic_write_text, stable_hash
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
-def decode_rgb(path: Path) -> Image.Image:
+def decode_rgb(path) -> Image.Image:
     """Open any image the datasets contain as 8-bit RGB: EXIF orientation applied, grayscale
     scans, CMYK, palette and alpha images converted, 16-bit rescaled."""
     with Image.open(path) as im:
@@ -57,16 +61,19 @@ def square_box(box: tuple[float, float, float, float] | None, width: int, height
 
 
 def _load_one(path: Path, box, size: int, margin: float):
+    """(pixels or None, quarantine reason or None, sha256 of the file's bytes or "")."""
     if not path.exists():
-        return None, "listed file missing"
-    if path.stat().st_size == 0:
-        return None, "zero-byte file"
+        return None, "listed file missing", ""
+    data = path.read_bytes()                     # read once: hashed and decoded from memory
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return None, "zero-byte file", digest
     try:
-        im = decode_rgb(path)
+        im = decode_rgb(io.BytesIO(data))
     except Exception as exc:  # PIL raises many types for damaged files; the reason is recorded
-        return None, f"undecodable: {type(exc).__name__}: {exc}"[:200]
+        return None, f"undecodable: {type(exc).__name__}: {exc}"[:200], digest
     crop = im.crop(square_box(box, im.width, im.height, margin))   # outside pixels are black
-    return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.uint8), None
+    return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.uint8), None, digest
 
 
 class ImageCache:
@@ -88,40 +95,65 @@ def cache_key(table: DatasetTable, size: int, margin: float) -> str:
 
 
 def prepare(table: DatasetTable, size: int, margin: float, home: Path, jobs: int = 2,
-            progress: bool = True) -> ImageCache:
+            progress: bool = True, verify: bool = True) -> ImageCache:
     """Build (once) and open the cache of `table`; returns it with the table's frame reduced
-    to the decodable rows and the failures added to the table's cleaning report."""
-    from tqdm import tqdm
+    to the decodable rows and the failures added to the table's cleaning report.
+
+    `verify`: check the cached files against the sha256 sums of the completion marker and
+    rebuild a damaged cache (a flipped byte in a multi-GB array would otherwise silently
+    change every number computed from it)."""
     from cascade.store import StageDir
 
     key = cache_key(table, size, margin)
     folder = StageDir(Path(home) / "cache", key)
     with folder.lock():
+        if folder.is_complete() and verify:
+            damaged = folder.verify()
+            if damaged:
+                print(f"cascade: image cache {folder.path} is damaged ({', '.join(damaged)} fail "
+                      f"their sha256); rebuilding it", file=sys.stderr)
+                folder.file(MARKER).unlink()
         if not folder.is_complete():
-            frame = table.frame
-            boxes = [None if np.isnan(r.box_x1) else (r.box_x1, r.box_y1, r.box_x2, r.box_y2)
-                     for r in frame.itertuples()]
-            paths = [table.root / p for p in frame["path"]]
-            items = tqdm(zip(paths, boxes), total=len(paths), desc=f"decode {table.name}",
-                         disable=not progress, leave=False)
-            results = Parallel(n_jobs=jobs, prefer="threads", batch_size=64)(
-                delayed(_load_one)(p, b, size, margin) for p, b in items)
-            keep = [i for i, (img, _) in enumerate(results) if img is not None]
-            bad = [{"path": frame["path"].iat[i], "reason": r} for i, (img, r) in enumerate(results)
-                   if img is None]
-            tmp = folder.file("images.npy.partial")
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                            shape=(len(keep), size, size, 3))
-            for j, i in enumerate(keep):
-                arr[j] = results[i][0]
-            arr.flush()
-            del arr
-            shutil.move(tmp, folder.file("images.npy"))
-            atomic_write_json(folder.file("rows.json"), {"keep": keep, "quarantine": bad})
-            folder.mark_complete(["images.npy", "rows.json"], {"dataset": table.name, "size": size})
+            _build(table, size, margin, folder, jobs, progress)
         rows = json.loads(folder.file("rows.json").read_text())
     if rows["quarantine"]:
         table.report.drop("undecodable or missing image file", len(rows["quarantine"]))
         table.report.quarantine.extend(rows["quarantine"])
     table.frame = table.frame.iloc[rows["keep"]].reset_index(drop=True)
     return ImageCache(folder.path, table)
+
+
+def _build(table: DatasetTable, size: int, margin: float, folder, jobs: int, progress: bool) -> None:
+    """Decode every listed file once; write the pixel array, the row map and the manifest table
+    (path, sha256, bytes, label, subject, fold, cached row or quarantine reason)."""
+    from tqdm import tqdm
+
+    frame = table.frame
+    boxes = [None if np.isnan(r.box_x1) else (r.box_x1, r.box_y1, r.box_x2, r.box_y2)
+             for r in frame.itertuples()]
+    paths = [table.root / p for p in frame["path"]]
+    items = tqdm(zip(paths, boxes), total=len(paths), desc=f"decode {table.name}",
+                 disable=not progress, leave=False)
+    results = Parallel(n_jobs=jobs, prefer="threads", batch_size=64)(
+        delayed(_load_one)(p, b, size, margin) for p, b in items)
+    keep = [i for i, (img, _, _) in enumerate(results) if img is not None]
+    bad = [{"path": frame["path"].iat[i], "reason": r} for i, (img, r, _) in enumerate(results)
+           if img is None]
+    tmp = folder.file("images.npy.partial")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
+    for j, i in enumerate(keep):
+        arr[j] = results[i][0]
+    arr.flush()
+    del arr
+    shutil.move(tmp, folder.file("images.npy"))
+    cached_row = np.full(len(frame), -1)
+    cached_row[keep] = np.arange(len(keep))
+    manifest = pd.DataFrame({
+        "path": frame["path"], "sha256": [d for _, _, d in results],
+        "bytes": [p.stat().st_size if p.exists() else -1 for p in paths],
+        "age_lo": frame["age_lo"], "age_hi": frame["age_hi"], "subject": frame["subject"],
+        "fold": frame["fold"], "cached_row": cached_row,
+        "quarantine": [r or "" for _, r, _ in results]})
+    atomic_write_text(folder.file("manifest.csv"), manifest.to_csv(index=False))
+    atomic_write_json(folder.file("rows.json"), {"keep": keep, "quarantine": bad})
+    folder.mark_complete(["images.npy", "rows.json", "manifest.csv"], {"dataset": table.name, "size": size})
