@@ -109,7 +109,7 @@ def cmd_data(args) -> int:
         counts = write_suite(args.out, scale=args.scale, seed=args.seed)
         print(f"synthetic suite written to {args.out}: {counts}")
         return 0
-    from cascade.data.datasets import DATASETS, open_dataset
+    from cascade.data.datasets import DATASETS, crop_settings, open_dataset
 
     cfg = C.load(args.settings)
     if args.name not in DATASETS:
@@ -118,13 +118,14 @@ def cmd_data(args) -> int:
     if args.action == "prepare":
         from cascade.data.cache import prepare
 
-        cache = prepare(table, C.backbone_settings(cfg)["input_size"], cfg["data"]["margin"],
+        cache = prepare(table, C.backbone_settings(cfg)["input_size"], crop_settings(cfg, table),
                         C.cascade_home(cfg))
         print(f"{args.name}: {len(cache)} images cached at {cache.path}")
     print(table.report.summary())
     if args.action == "inspect":
         f = table.frame
-        print(f"images {len(f)}, subjects {f['subject'].nunique()}, synthetic={table.synthetic}")
+        print(f"images {len(f)}, subjects {f['subject'].nunique()}, synthetic={table.synthetic}, "
+              f"crop {crop_settings(cfg, table)}")
         print("images per subject:", f.groupby("subject").size().describe().round(1).to_dict())
         bins = (f["age_lo"] // 10 * 10).value_counts().sort_index()
         print("age histogram (decades, by the label's lower bound):")

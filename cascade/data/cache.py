@@ -60,8 +60,8 @@ def square_box(box: tuple[float, float, float, float] | None, width: int, height
             int(round(cx + side / 2)), int(round(cy + side / 2)))
 
 
-def _load_one(path: Path, box, size: int, margin: float):
-    """(pixels or None, quarantine reason or None, sha256 of the file's bytes or "")."""
+def _decode_one(path: Path):
+    """(RGB image or None, quarantine reason or None, sha256 of the file's bytes or "")."""
     if not path.exists():
         return None, "listed file missing", ""
     data = path.read_bytes()                     # read once: hashed and decoded from memory
@@ -69,11 +69,20 @@ def _load_one(path: Path, box, size: int, margin: float):
     if not data:
         return None, "zero-byte file", digest
     try:
-        im = decode_rgb(io.BytesIO(data))
+        return decode_rgb(io.BytesIO(data)), None, digest
     except Exception as exc:  # PIL raises many types for damaged files; the reason is recorded
         return None, f"undecodable: {type(exc).__name__}: {exc}"[:200], digest
+
+
+def _crop(im: Image.Image, box, size: int, margin: float) -> np.ndarray:
     crop = im.crop(square_box(box, im.width, im.height, margin))   # outside pixels are black
-    return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.uint8), None, digest
+    return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def _load_one(path: Path, box, size: int, margin: float):
+    """(pixels or None, quarantine reason or None, sha256 of the file's bytes or "")."""
+    im, reason, digest = _decode_one(path)
+    return (None if im is None else _crop(im, box, size, margin)), reason, digest
 
 
 class ImageCache:
@@ -89,22 +98,24 @@ class ImageCache:
         return len(self.images)
 
 
-def cache_key(table: DatasetTable, size: int, margin: float) -> str:
+def cache_key(table: DatasetTable, size: int, crop: dict) -> str:
     return stable_hash({"v": CACHE_VERSION, "manifest": stable_hash(table.manifest_records()),
-                        "size": size, "margin": margin})
+                        "size": size, "crop": crop})
 
 
-def prepare(table: DatasetTable, size: int, margin: float, home: Path, jobs: int = 2,
+def prepare(table: DatasetTable, size: int, crop: dict, home: Path, jobs: int = 2,
             progress: bool = True, verify: bool = True) -> ImageCache:
     """Build (once) and open the cache of `table`; returns it with the table's frame reduced
-    to the decodable rows and the failures added to the table's cleaning report.
+    to the usable rows and the failures added to the table's cleaning report.
 
+    `crop`: the resolved crop settings (`cascade.data.datasets.crop_settings`): mode box | mtcnn
+    | none, margin, no_face policy, min_prob.
     `verify`: check the cached files against the sha256 sums of the completion marker and
     rebuild a damaged cache (a flipped byte in a multi-GB array would otherwise silently
     change every number computed from it)."""
     from cascade.store import StageDir
 
-    key = cache_key(table, size, margin)
+    key = cache_key(table, size, crop)
     folder = StageDir(Path(home) / "cache", key)
     with folder.lock():
         if folder.is_complete() and verify:
@@ -114,46 +125,76 @@ def prepare(table: DatasetTable, size: int, margin: float, home: Path, jobs: int
                       f"their sha256); rebuilding it", file=sys.stderr)
                 folder.file(MARKER).unlink()
         if not folder.is_complete():
-            _build(table, size, margin, folder, jobs, progress)
+            _build(table, size, crop, folder, jobs, progress)
         rows = json.loads(folder.file("rows.json").read_text())
-    if rows["quarantine"]:
-        table.report.drop("undecodable or missing image file", len(rows["quarantine"]))
-        table.report.quarantine.extend(rows["quarantine"])
+    for reason, n in pd.Series([q["reason"].split(":")[0] for q in rows["quarantine"]],
+                               dtype=object).value_counts(sort=False).items():
+        table.report.drop(f"image quarantined: {reason}", int(n))
+    table.report.quarantine.extend(rows["quarantine"])
     table.frame = table.frame.iloc[rows["keep"]].reset_index(drop=True)
     return ImageCache(folder.path, table)
 
 
-def _build(table: DatasetTable, size: int, margin: float, folder, jobs: int, progress: bool) -> None:
-    """Decode every listed file once; write the pixel array, the row map and the manifest table
-    (path, sha256, bytes, label, subject, fold, cached row or quarantine reason)."""
+#: Images decoded (and, for mtcnn, detected) per step: bounds memory for full-size photographs.
+CHUNK = 256
+
+
+def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progress: bool) -> None:
+    """Decode every listed file once, locate the face per `crop`, write the pixel array, the row
+    map and the manifest table (path, sha256, bytes, label, subject, fold, cached row or
+    quarantine reason)."""
     from tqdm import tqdm
 
     frame = table.frame
     boxes = [None if np.isnan(r.box_x1) else (r.box_x1, r.box_y1, r.box_x2, r.box_y2)
              for r in frame.itertuples()]
     paths = [table.root / p for p in frame["path"]]
-    items = tqdm(zip(paths, boxes), total=len(paths), desc=f"decode {table.name}",
-                 disable=not progress, leave=False)
-    results = Parallel(n_jobs=jobs, prefer="threads", batch_size=64)(
-        delayed(_load_one)(p, b, size, margin) for p, b in items)
-    keep = [i for i, (img, _, _) in enumerate(results) if img is not None]
-    bad = [{"path": frame["path"].iat[i], "reason": r} for i, (img, r, _) in enumerate(results)
-           if img is None]
+    pixels, reasons, digests = [None] * len(paths), [None] * len(paths), [""] * len(paths)
+    bar = tqdm(total=len(paths), desc=f"decode {table.name}" + (" + MTCNN" if crop["mode"] == "mtcnn" else ""),
+               disable=not progress, leave=False)
+    with Parallel(n_jobs=jobs, prefer="threads") as pool:
+        for start in range(0, len(paths), CHUNK):
+            idx = range(start, min(start + CHUNK, len(paths)))
+            decoded = pool(delayed(_decode_one)(paths[i]) for i in idx)
+            ok = [(i, im) for i, (im, _, _) in zip(idx, decoded) if im is not None]
+            found = _locate(crop, [im for _, im in ok], [boxes[i] for i, _ in ok])
+            for i, (im, reason, digest) in zip(idx, decoded):
+                reasons[i], digests[i] = reason, digest
+            for (i, im), (box, reason) in zip(ok, found):
+                if reason:
+                    reasons[i] = reason
+                else:
+                    pixels[i] = _crop(im, box, size, crop["margin"])
+            bar.update(len(idx))
+    bar.close()
+    keep = [i for i, px in enumerate(pixels) if px is not None]
+    bad = [{"path": frame["path"].iat[i], "reason": reasons[i]} for i in range(len(paths)) if pixels[i] is None]
     tmp = folder.file("images.npy.partial")
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
     for j, i in enumerate(keep):
-        arr[j] = results[i][0]
+        arr[j] = pixels[i]
     arr.flush()
     del arr
     shutil.move(tmp, folder.file("images.npy"))
     cached_row = np.full(len(frame), -1)
     cached_row[keep] = np.arange(len(keep))
     manifest = pd.DataFrame({
-        "path": frame["path"], "sha256": [d for _, _, d in results],
+        "path": frame["path"], "sha256": digests,
         "bytes": [p.stat().st_size if p.exists() else -1 for p in paths],
         "age_lo": frame["age_lo"], "age_hi": frame["age_hi"], "subject": frame["subject"],
-        "fold": frame["fold"], "cached_row": cached_row,
-        "quarantine": [r or "" for _, r, _ in results]})
+        "fold": frame["fold"], "cached_row": cached_row, "quarantine": [r or "" for r in reasons]})
     atomic_write_text(folder.file("manifest.csv"), manifest.to_csv(index=False))
     atomic_write_json(folder.file("rows.json"), {"keep": keep, "quarantine": bad})
-    folder.mark_complete(["images.npy", "rows.json", "manifest.csv"], {"dataset": table.name, "size": size})
+    folder.mark_complete(["images.npy", "rows.json", "manifest.csv"],
+                         {"dataset": table.name, "size": size, "crop": crop})
+
+
+def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:
+    """(face box or None for the centred square, quarantine reason or None) per image."""
+    if crop["mode"] == "box":
+        return [(b, None) for b in boxes]
+    if crop["mode"] == "none":
+        return [(None, None)] * len(images)
+    from cascade.data.faces import detect_boxes, resolve_box
+
+    return [resolve_box(b, crop["no_face"]) for b in detect_boxes(images, min_prob=crop["min_prob"])]

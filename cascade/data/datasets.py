@@ -74,6 +74,23 @@ def open_dataset(cfg: dict, name: str, home: Path) -> DatasetTable:
     return table
 
 
+#: What `data.crop=auto` means for each loader on real data (see defaults.yaml).
+AUTO_CROP = {"imdb": "box", "wiki": "box", "agedb": "mtcnn", "fgnet": "mtcnn", "adience": "none",
+             "utkface": "none"}
+
+
+def crop_settings(cfg: dict, table: DatasetTable) -> dict:
+    """The resolved crop of one dataset: what its image cache (and every stage key) depends on."""
+    mode = cfg["data"]["crop"]
+    if mode == "auto":
+        mode = AUTO_CROP[DATASETS[table.name][0]]
+        mode = "none" if mode == "mtcnn" and table.synthetic else mode
+    out = {"mode": mode, "margin": None if mode == "none" else cfg["data"]["margin"]}
+    if mode == "mtcnn":
+        out.update(no_face=cfg["data"]["no_face"], min_prob=cfg["data"]["min_face_prob"])
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelSpace:
     """Ordered classes (youngest first), each standing for an age range [lo, hi]; `values` are

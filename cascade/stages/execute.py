@@ -18,7 +18,7 @@ import torch
 
 from cascade.config import backbone_settings
 from cascade.data.cache import prepare
-from cascade.data.datasets import LabelSpace
+from cascade.data.datasets import LabelSpace, crop_settings
 from cascade.models import AgeModel, build_backbone
 from cascade.models import weights as W
 from cascade.protocols import folds as protocol_folds
@@ -89,7 +89,8 @@ class Runner:
     def cache(self, stage: str):
         if stage not in self.caches:
             size = backbone_settings(self.cfg)["input_size"]
-            self.caches[stage] = prepare(self.plan.tables[stage], size, self.cfg["data"]["margin"],
+            table = self.plan.tables[stage]
+            self.caches[stage] = prepare(table, size, crop_settings(self.cfg, table),
                                          self.plan.home, progress=self.progress)
         return self.caches[stage]
 

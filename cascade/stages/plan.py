@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from cascade import config as C
-from cascade.data.datasets import open_dataset
+from cascade.data.datasets import crop_settings, open_dataset
 from cascade.data.records import DatasetTable
 from cascade.models import weights as W
 from cascade.protocols import load_protocol
@@ -51,7 +51,7 @@ def _shared_settings(cfg: dict) -> dict:
     """Settings every trained node depends on besides its own stage parameters."""
     bb = C.backbone_settings(cfg)
     return {"backbone": cfg["backbone"], "input_size": bb["input_size"], "head": cfg["head"],
-            "augment": cfg["augment"], "margin": cfg["data"]["margin"], "seed": cfg["seed"],
+            "augment": cfg["augment"], "seed": cfg["seed"],
             "adience_policy": cfg["data"]["adience_policy"], "trainer": TRAINER_VERSION}
 
 
@@ -72,7 +72,8 @@ def build(cfg: dict) -> Plan:
         mode = C.stage_mode(cfg, kind == "target", parent.kind == "root")
         params = C.stage_params(cfg, stage, mode)
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
-                "manifest": stable_hash(table(stage).manifest_records()), **_shared_settings(cfg)}
+                "manifest": stable_hash(table(stage).manifest_records()),
+                "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
         if kind == "target":
             info["protocol"] = load_protocol(params["protocol"])
         chain = parent.chain + ((stage,) if kind == "train" else ())
