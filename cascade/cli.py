@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         a = dsub.add_parser(action, help=text)
         a.add_argument("name", help="dataset: " + ", ".join(__import__("cascade.data.datasets", fromlist=["x"]).DATASETS))
         a.add_argument("settings", nargs="*", metavar="key=value")
+        if action == "inspect":
+            a.add_argument("--listing-only", action="store_true",
+                           help="read the metadata only; do not require the image files")
 
     w = sub.add_parser("weights", help="weights import FILE --format F --name N (convert once to safetensors)")
     w.add_argument("action", choices=["import"])
@@ -114,7 +117,8 @@ def cmd_data(args) -> int:
     cfg = C.load(args.settings)
     if args.name not in DATASETS:
         raise C.ConfigError(f"unknown dataset {args.name!r}; valid: {', '.join(DATASETS)}")
-    table = open_dataset(cfg, args.name, C.cascade_home(cfg))
+    table = open_dataset(cfg, args.name, C.cascade_home(cfg),
+                         require_files=not getattr(args, "listing_only", False))
     if args.action == "prepare":
         from cascade.data.cache import prepare
 

@@ -55,12 +55,15 @@ def dataset_root(cfg: dict, name: str, home: Path) -> Path:
     return demo_suite(home, cfg["data"]["synth"]["scale"], cfg["data"]["synth"]["seed"]) / base
 
 
-def open_dataset(cfg: dict, name: str, home: Path) -> DatasetTable:
-    """Parse and clean one dataset with its registered loader; optionally subsample it."""
-    from cascade.data.formats import load
+def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -> DatasetTable:
+    """Parse and clean one dataset with its registered loader; optionally subsample it.
+    `require_files=False` reads the metadata alone (inspecting a listing without the images)."""
+    from cascade.data.formats import load, options_of
 
     loader, options = DATASETS[name]
     options = dict(options)
+    if not require_files and "require_files" in options_of(loader):
+        options["require_files"] = False
     if loader == "adience":
         options["policy"] = cfg["data"]["adience_policy"]
     table = load(loader, dataset_root(cfg, name, home), **options)
