@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cascade import config as C
+from cascade.stages import FoldsFailed
 
 #: Sub-commands whose grammar is fixed but whose work lands with a later issue.
 PENDING = {
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     proto.add_argument("name")
     proto.add_argument("settings", nargs="*", metavar="key=value")
     proto.add_argument("--jobs", type=int, help="folds trained in parallel (default: one per core)")
+    proto.add_argument("--backend", choices=["loky", "dask"], help="local processes (default) or a dask cluster")
+    proto.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://HOST:8786")
     proto.add_argument("--dry-run", action="store_true")
     proto.add_argument("--quiet", action="store_true")
 
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = C.load(args.settings)
             extra = [f"stages.{cfg['target']}.protocol={args.name}"]
             extra += [f"jobs={args.jobs}"] if args.jobs is not None else []
+            extra += [f"backend={args.backend}"] if args.backend else []
+            extra += [f"scheduler={args.scheduler}"] if args.scheduler else []
             return cmd_run(args.settings + extra, args.dry_run, args.quiet)
         if args.command == "data":
             return cmd_data(args)
@@ -167,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)
         return 2
+    except FoldsFailed as exc:
+        print(f"cascade: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "train.mode": ("head", "full"),
         "train.select": SELECT,
         "device": ("auto", "cpu", "cuda"),
+        "backend": ("loky", "dask"),
         "data.adience_policy": ("strict", "lenient"),
         "data.crop": ("auto", "box", "mtcnn", "none"),
         "data.no_face": ("quarantine", "centre"),

@@ -145,3 +145,84 @@ def test_kill_9_during_folds_keeps_finished_folds(home):
     assert len(list(folds.glob("*.csv"))) == 82
     table = (next((home / "results").iterdir()) / "table.csv").read_text()
     assert "pretrained" in table and ",82" in table
+
+
+def test_mode_a_shared_features_give_the_slow_paths_predictions(home, tmp_path):
+    """Mode a: features computed once and shared by all folds give the predictions of the path
+    that recomputes them in every fold."""
+    import numpy as np
+    import pandas as pd
+
+    extra = ["stage=", "target=fgnet", "stages.fgnet.protocol=lopo", "data.max_images=120", "jobs=1"]
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "demo").symlink_to((home / "demo").resolve())
+    preds = {}
+    for h, flag in ((home, "true"), (slow, "false")):
+        cfg = _cfg(h, *extra, f"train.feature_cache={flag}")
+        node = P.build(cfg).targets[0]
+        assert node.params["mode"] == "head"
+        assert main(["run", *FAST, f"home={h}", f"run.results_dir={h}/results", "--quiet", *extra,
+                     f"train.feature_cache={flag}"]) == 0
+        folder = h / "stages" / node.key
+        assert not (folder / "features.npy").exists()              # removed once complete
+        preds[flag] = pd.read_csv(folder / "predictions.csv")
+    fast, ref = preds["true"], preds["false"]
+    assert len(fast) == 120 and fast["fold"].nunique() > 10
+    cols = [c for c in fast.columns if c.startswith("p") and c[1:].isdigit()]
+    assert np.allclose(fast[cols].to_numpy(), ref[cols].to_numpy(), atol=1e-5)
+    assert np.allclose(fast["pred_expected"], ref["pred_expected"], atol=1e-3)
+
+
+def test_a_failing_fold_is_reported_while_the_others_finish(home, monkeypatch, capsys):
+    """One fold raises (in both attempts): every other fold is written, the run exits 1 naming
+    the fold, and the next run trains only that fold."""
+    from cascade.stages import execute
+
+    extra = ["stage=", "target=fgnet", "stages.fgnet.protocol=lopo", "data.max_images=60", "jobs=1"]
+    args = ["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "--quiet", *extra]
+    node = P.build(_cfg(home, *extra)).targets[0]
+    folds = home / "stages" / node.key / "folds"
+    real, calls = execute.run_fold, []
+
+    def flaky(job, jobs, progress):
+        calls.append(job.name)
+        if job.name == "002":
+            raise OSError("injected failure")
+        return real(job, jobs, progress)
+
+    monkeypatch.setattr(execute, "run_fold", flaky)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 fold(s) failed (002)" in err and "Finished folds are kept" in err
+    assert calls.count("002") == 2                                     # retried once
+    done = {p.name: p.stat().st_mtime_ns for p in folds.glob("*.csv")}
+    assert "002.csv" not in done and len(done) == len(set(calls)) - 1
+    assert "injected failure" in (folds.parent / "log.txt").read_text()
+    assert not (folds.parent / MARKER).exists()
+
+    monkeypatch.setattr(execute, "run_fold", real)
+    calls.clear()
+    assert main(args) == 0
+    assert all((folds / n).stat().st_mtime_ns == t for n, t in done.items())   # not retrained
+    assert (folds / "002.csv").exists() and (folds.parent / MARKER).exists()
+
+
+def test_dask_backend_gives_the_folds_of_loky(home, tmp_path):
+    """The same LOPO folds on a dask.distributed LocalCluster (127.0.0.1) and on loky."""
+    import pandas as pd
+    distributed = pytest.importorskip("distributed")
+
+    extra = ["stage=", "target=fgnet", "stages.fgnet.protocol=lopo", "data.max_images=40", "jobs=2",
+             "train.mode=full"]
+    other = tmp_path / "dask"
+    other.mkdir()
+    (other / "demo").symlink_to((home / "demo").resolve())
+    key = P.build(_cfg(home, *extra)).targets[0].key
+    assert main(["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "--quiet", *extra]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None, processes=True) as cluster:
+        assert main(["protocol", "lopo", *FAST, f"home={other}", f"run.results_dir={other}/results",
+                     "--quiet", *extra, "--backend", "dask", "--scheduler", cluster.scheduler_address]) == 0
+    loky, dask = (pd.read_csv(h / "stages" / key / "predictions.csv") for h in (home, other))
+    pd.testing.assert_frame_equal(loky, dask)

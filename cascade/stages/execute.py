@@ -5,7 +5,9 @@ writes its predictions atomically the moment it ends, so a rerun only trains mis
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import time
@@ -23,9 +25,10 @@ from cascade.models import AgeModel, build_backbone
 from cascade.models import weights as W
 from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
+from cascade.stages import FoldsFailed
 from cascade.stages.plan import Node, Plan
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
-from cascade.train.trainer import Split, fit, predict_proba
+from cascade.train.trainer import Split, embed, fit, predict_proba
 
 
 def _log_to(path: Path):
@@ -50,12 +53,16 @@ class ModelSource:
     body_weights: str | None = None      # root: a safetensors body file (None = random init)
     stage_dir: str | None = None         # trained parent: its folder (weights + labels)
 
-    def build(self, labels: LabelSpace, seed: int) -> AgeModel:
+    def build(self, labels: LabelSpace, seed: int, head_seed: int | None = None) -> AgeModel:
+        """The starting model: the body from the source (a random body drawn with `seed`, the
+        same for every fold of a protocol), the newly made layers drawn with `head_seed`."""
+        head_seed = seed if head_seed is None else head_seed
         torch.manual_seed(seed)
         if self.stage_dir is None:
             bb = build_backbone(self.backbone)
             if self.body_weights:
                 W.load_body(bb.body, Path(self.body_weights))
+            torch.manual_seed(head_seed)
             return AgeModel(bb, len(labels), self.head["hidden"], self.head["dropout"])
         folder = Path(self.stage_dir)
         parent_labels = LabelSpace.from_json((folder / "labels.json").read_text())
@@ -63,6 +70,7 @@ class ModelSource:
                          self.head["dropout"])
         from safetensors.torch import load_file
         model.load_state_dict(load_file(folder / "weights.safetensors"))
+        torch.manual_seed(head_seed)
         if parent_labels != labels:
             if self.head["reinit"] == "all":
                 fresh = AgeModel(build_backbone(self.backbone), len(labels), self.head["hidden"],
@@ -136,18 +144,19 @@ class Runner:
             cache = self.cache(node.stage)
             table, labels = cache.table, LabelSpace.of(cache.table)
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+            features = self.shared_features(node, d, cache, labels)
             jobs = []
             for name, train, test in protocol_folds(table.frame, node.info["protocol"], self.cfg["seed"]):
                 out = d.path / "folds" / f"{name}.csv"
                 if not out.exists():
                     jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
                                         table.frame["subject"].to_numpy(), labels, node.params,
-                                        self.cfg, model_source(self.plan, node.parent)))
+                                        self.cfg, model_source(self.plan, node.parent), features))
             errors = run_folds(jobs, self.cfg, self.progress, node.label)
             if errors:
                 for name, err in errors.items():
                     _log_to(d.file("log.txt"))(f"fold {name} failed: {err}")
-                raise RuntimeError(f"{node.label}: {len(errors)} fold(s) failed "
+                raise FoldsFailed(f"{node.label}: {len(errors)} fold(s) failed "
                                    f"({', '.join(sorted(errors)[:10])}); see {d.file('log.txt')}. "
                                    f"Finished folds are kept; rerun to retry the rest.")
             preds = pd.concat([pd.read_csv(f, dtype={"subject": str, "fold": str})
@@ -159,6 +168,24 @@ class Runner:
             atomic_write_json(d.file("metrics.json"), {"report": table.report.to_dict(),
                                                        "n_folds": int(preds["fold"].nunique())})
             d.mark_complete(["predictions.csv", "labels.json", "metrics.json", "config.json"])
+            if features:
+                Path(features).unlink()
+
+    def shared_features(self, node: Node, d: StageDir, cache, labels: LabelSpace) -> str | None:
+        """Mode a without augmentation: the frozen body's features of every image, computed once
+        and memory-mapped by every fold (`train.feature_cache`), instead of once per fold."""
+        p = node.params
+        if not (p["mode"] == "head" and not p["augment"] and self.cfg["train"]["feature_cache"]):
+            return None
+        path = d.file("features.npy")
+        if not path.exists():
+            model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
+            _set_threads(self.cfg, 1)
+            feats = embed(model, cache.images, np.arange(len(cache.images)), _device(self.cfg))
+            buf = io.BytesIO()
+            np.save(buf, feats.cpu().numpy())
+            atomic_write_bytes(path, buf.getvalue())
+        return str(path)
 
 
 def _save_model(d: StageDir, model: AgeModel, labels: LabelSpace) -> None:
@@ -186,6 +213,7 @@ class FoldJob:
     params: dict
     cfg: dict
     source: ModelSource
+    features: str | None = None          # shared frozen-body features (mode a), memory-mapped
 
 
 def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
@@ -196,13 +224,14 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     seed = int(stable_hash([job.cfg["seed"], job.name], 8), 16)
     images = np.load(Path(job.cache) / "images.npy", mmap_mode="r")
     tr, va = validation_split(job.subjects[job.train], job.params["val_fraction"], seed, by_subject=True)
-    model = job.source.build(job.labels, seed)
+    model = job.source.build(job.labels, job.cfg["seed"], head_seed=seed)
+    feats = np.load(job.features, mmap_mode="r") if job.features else None
     ckpt = out.with_suffix(".ckpt.pt")
     history = fit(model, Split(images, job.targets, job.train[tr], job.train[va]), job.params,
                   job.cfg["augment"], job.labels.values, ckpt, seed, _device(job.cfg),
-                  log=lambda m: None, progress=False)
+                  log=lambda m: None, progress=False, features=feats)
     atomic_write_json(out.with_suffix(".history.json"), history)
-    probs = predict_proba(model, images, job.test, _device(job.cfg))
+    probs = predict_proba(model, images, job.test, _device(job.cfg), features=feats)
     values = job.labels.values
     cum = probs.cumsum(1)
     frame = pd.DataFrame({
@@ -233,20 +262,39 @@ def _attempt(job: FoldJob, jobs: int) -> str | None:
 
 
 def run_folds(jobs: list[FoldJob], cfg: dict, progress: bool, desc: str) -> dict[str, str]:
+    """Run the folds (loky processes here, or a dask.distributed cluster); {fold: error} of
+    those that failed twice.  Each fold writes its own file, so the order they end in is free."""
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
     n = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(jobs)))
     bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
     errors = {}
-    if n == 1:
-        results = (_attempt(j, 1) for j in jobs)
-    else:
-        results = Parallel(n_jobs=n, backend="loky", return_as="generator")(
-            delayed(_attempt)(j, n) for j in jobs)
-    for job, err in zip(jobs, results):
-        bar.update(1)
-        if err:
-            errors[job.name] = err
+    calls = (delayed(_attempt)(j, n) for j in jobs)
+    with contextlib.ExitStack() as stack:
+        if cfg["backend"] == "dask":
+            results = _on_dask(stack, cfg, n, calls)
+        elif n == 1:
+            results = (_attempt(j, 1) for j in jobs)
+        else:
+            results = Parallel(n_jobs=n, backend="loky", return_as="generator")(calls)
+        for job, err in zip(jobs, results):
+            bar.update(1)
+            if err:
+                errors[job.name] = err
     bar.close()
     return errors
+
+
+def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls):
+    """joblib's dask backend on the cluster at `scheduler` (the same fold function as loky)."""
+    from joblib import Parallel, parallel_config
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError("backend=dask needs dask.distributed: pip install distributed") from exc
+    if not cfg["scheduler"]:
+        raise ValueError("backend=dask needs scheduler=tcp://HOST:PORT (the dask scheduler's address)")
+    stack.enter_context(Client(cfg["scheduler"]))
+    stack.enter_context(parallel_config(backend="dask"))
+    return Parallel(n_jobs=n, return_as="generator")(calls)

@@ -18,7 +18,7 @@ from cascade.protocols import load_protocol
 from cascade.store import StageDir, stable_hash
 
 #: Bump when a change to the training code changes results, so old artifacts are not reused.
-TRAINER_VERSION = 2
+TRAINER_VERSION = 3
 
 
 @dataclasses.dataclass

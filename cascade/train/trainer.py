@@ -53,20 +53,27 @@ def embed(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: 
 
 @torch.no_grad()
 def predict_proba(model: AgeModel, images: np.ndarray, rows: np.ndarray, device,
-                  batch: int = 256) -> np.ndarray:
+                  batch: int = 256, features: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities of `rows`; with `features` (the frozen body's output for every image,
+    mode a) only the head runs."""
     model.eval()
-    out = [F.softmax(model(_to_input(model, images, b, device)).float(), 1).cpu()
-           for b in _batches(rows, batch)]
+    if features is not None:
+        out = [F.softmax(model.head(torch.from_numpy(np.asarray(features[b])).to(device)).float(), 1).cpu()
+               for b in _batches(rows, batch)]
+    else:
+        out = [F.softmax(model(_to_input(model, images, b, device)).float(), 1).cpu()
+               for b in _batches(rows, batch)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.classifier.out_features))
 
 
 def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np.ndarray,
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
-        progress: bool = False, desc: str = "") -> dict:
+        progress: bool = False, desc: str = "", features: np.ndarray | None = None) -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
     augment, select); leave in it the weights `select` names (the last epoch's, or the epoch with
     the best validation loss / MAE); return the history.  `ckpt` is written after every epoch and
-    resumed from when present."""
+    resumed from when present.  `features`: the frozen body's output for every image, computed
+    once by the caller and shared by many calls (mode a across the folds of a protocol)."""
     from tqdm import tqdm
 
     head_only = params["mode"] == "head"
@@ -96,8 +103,12 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     # are computed once (the fast path); the body stays in eval mode (BN statistics frozen).
     cached = None
     if head_only and not params["augment"]:
-        cached = {"train": embed(model, split.images, split.train, device),
-                  "val": embed(model, split.images, split.val, device)}
+        if features is not None:
+            cached = {k: torch.from_numpy(np.asarray(features[rows])).to(device)
+                      for k, rows in (("train", split.train), ("val", split.val))}
+        else:
+            cached = {"train": embed(model, split.images, split.train, device),
+                      "val": embed(model, split.images, split.val, device)}
     targets = torch.from_numpy(split.targets)
 
     def forward(rows: np.ndarray, which: str, pos: np.ndarray | None, gen=None) -> torch.Tensor:
