@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,6 @@ PENDING = {
     "weights": "issue #7 (backbones, weight import, trainer)",
     "features": "issue #8 (pooled CNN features -> regressors)",
     "regress": "issue #8 (pooled CNN features -> regressors)",
-    "report": "issue #4 (protocols, metrics, benchmark tables)",
     "tune": "issue #7 (the thesis's lr x batch grid search)",
 }
 
@@ -101,10 +101,33 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     if dry_run:
         return 0
     Runner(plan, progress=not quiet).run()
-    md, folder = write_run(plan, Path(cfg["run"]["results_dir"]))
+    md, folder = write_run(plan, Path(cfg["run"]["results_dir"]), settings)
     print()
     print(md)
     print(f"written to {folder}/")
+    return 0
+
+
+def cmd_report(runs: list[str]) -> int:
+    """Rebuild the tables and figures of finished runs from their run.json (the settings they
+    were made with) and the stage store; nothing is trained."""
+    from cascade.report.tables import write_run
+    from cascade.stages import plan as P
+
+    for run in runs:
+        folder = Path(run)
+        meta = folder / "run.json"
+        if not meta.exists():
+            raise FileNotFoundError(f"{meta}: not a results folder (expected results/<run-id>/run.json)")
+        settings = json.loads(meta.read_text())["settings"]
+        cfg = C.load(settings)
+        plan = P.build(cfg)
+        missing = [n.label for n in plan.targets if P.status(plan, n) != "cached"]
+        if missing:
+            raise FileNotFoundError(f"{run}: stages not finished in {plan.home}: {', '.join(missing)}; "
+                                    f"run `cascade run {' '.join(settings)}` first")
+        _, out = write_run(plan, folder.parent, settings)
+        print(f"{run}: tables and figures written to {out}/")
     return 0
 
 
@@ -166,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args.settings + extra, args.dry_run, args.quiet)
         if args.command == "data":
             return cmd_data(args)
+        if args.command == "report":
+            return cmd_report(args.runs)
         print(f"cascade {args.command}: not implemented yet — tracked in {PENDING[args.command]}.",
               file=sys.stderr)
         return 2

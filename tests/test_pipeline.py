@@ -226,3 +226,28 @@ def test_dask_backend_gives_the_folds_of_loky(home, tmp_path):
                      "--quiet", *extra, "--backend", "dask", "--scheduler", cluster.scheduler_address]) == 0
     loky, dask = (pd.read_csv(h / "stages" / key / "predictions.csv") for h in (home, other))
     pd.testing.assert_frame_equal(loky, dask)
+
+
+def test_report_rebuilds_tables_and_figures_of_a_finished_run(home, capsys):
+    """`cascade report RUN` rewrites the Markdown / CSV / LaTeX tables (with the literature's
+    reported rows) and the PNG + PDF figures from the store, training nothing."""
+    args = FAST + [f"home={home}", f"run.results_dir={home}/results", "stage=imdb", "target=fgnet",
+                   "stages.fgnet.protocol=hard-subjects"]
+    assert main(["run", *args, "--quiet"]) == 0
+    run = next((home / "results").iterdir())
+    md = (run / "table.md").read_text()
+    assert "| measured |" in md and "| reported |" in md and "<NA>" not in md
+    for name in ("table.tex", "table.csv", "figures/fold_mae.png", "figures/fold_mae.pdf",
+                 "figures/cumulative_score.png", "figures/error_vs_age.pdf", "figures/age_distributions.png"):
+        assert (run / name).stat().st_size > 0, name
+        (run / name).unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in (home / "stages").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert (run / "table.tex").read_text().count(r"\begin{tabular}") == 1
+    assert (run / "figures" / "fold_mae.pdf").read_bytes().startswith(b"%PDF")
+    assert (run / "table.md").read_text() == md
+    assert stamps == {p: p.stat().st_mtime_ns for p in (home / "stages").rglob("*") if p.is_file()}
+
+    assert main(["report", str(home / "nowhere")]) == 2
+    assert "not a results folder" in capsys.readouterr().err

@@ -23,12 +23,28 @@ def load() -> dict:
     return yaml.safe_load(PATH.read_text(encoding="utf-8"))
 
 
+def _metrics(raw: dict) -> dict:
+    """Numbers as floats (None → NaN); a metric reported with a std ("Accuracy" + "Accuracy
+    std") becomes the run table's own "mean ± std" string, so the columns line up."""
+    out = {}
+    for k, v in raw.items():
+        if k.endswith(" std"):
+            continue
+        std = raw.get(f"{k} std")
+        if v is not None and std is not None:
+            out[k] = f"{float(v):.2f} ± {float(std):.2f}"
+        else:
+            out[k] = math.nan if v is None else float(v)
+    return out
+
+
 def rows(target: str, include_thesis: bool = False) -> pd.DataFrame:
     """Literature rows for ``target`` ("fgnet" or "adience"), one per method.
 
-    Columns: ``configuration`` (= the method), ``mode`` ("reported"), the metric columns named as
+    Columns: ``configuration`` (= the method), ``mode`` ("–": not a harness mode), the metric columns named as
     in the run table (``MAE`` for FG-NET; ``Accuracy`` / ``1-off`` in percent for Adience; NaN
-    where the source gives nothing), ``reference``, ``source`` and ``status`` = "reported", so a
+    where the source gives nothing; "mean ± std" strings where it gives a std, as the run
+    table prints Adience), ``reference``, ``source`` and ``status`` = "reported", so a
     report can ``pd.concat`` them under the run table's own rows (status "measured").
     ``include_thesis`` appends the thesis's own results (Table 4 / section 5), labelled
     "<method> (thesis)".
@@ -43,8 +59,7 @@ def rows(target: str, include_thesis: bool = False) -> pd.DataFrame:
                     for e in data["thesis"].get(target, [])]
     out = []
     for e in entries:
-        metrics = {k: (math.nan if v is None else float(v)) for k, v in e["metrics"].items()}
-        out.append({"configuration": e["method"], "mode": "reported", **metrics,
+        out.append({"configuration": e["method"], "mode": "–", **_metrics(e["metrics"]),
                     "stage key": "–", "reference": e.get("reference", ""),
                     "source": e["source"], "status": "reported"})
     return pd.DataFrame(out)

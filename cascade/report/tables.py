@@ -13,12 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from cascade import metrics as M
+from cascade.report import figures, latex, literature
 from cascade.stages.plan import Plan
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
 
 def _fmt(x: float, nd: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+    return "–" if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
 def row_metrics(pred: pd.DataFrame, exact_ages: bool, n_classes: int, seed: int) -> dict:
@@ -77,18 +78,65 @@ def run_table(plan: Plan) -> tuple[pd.DataFrame, list[str], str]:
 
 def to_markdown(table: pd.DataFrame, header: list[str]) -> str:
     cols = list(table.columns)
-    cells = [[_fmt(v) if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    cells = [[_fmt(v) if isinstance(v, float) or v is pd.NA else str(v) for v in row]
+             for row in table.itertuples(index=False)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in cells]
     return "\n".join([*(f"- {h}" for h in header), "", *lines]) + "\n"
 
 
-def write_run(plan: Plan, out_dir: Path) -> tuple[str, Path]:
+def write_run(plan: Plan, out_dir: Path, settings: list[str] | None = None) -> tuple[str, Path]:
+    """Tables (Markdown, CSV, LaTeX, with the literature's reported rows where the thesis gives
+    them) and figures of a finished plan under `out_dir/<run-id>/`.  `settings` (the key=value
+    words of the run) go into run.json, so `cascade report` can rebuild the same plan."""
     table, header, run_id = run_table(plan)
     folder = Path(out_dir) / run_id
+    table.insert(len(table.columns) - 1, "status", "measured")
+    if plan.cfg["target"] in ("fgnet", "adience"):
+        lit = literature.rows(plan.cfg["target"])
+        lit["configuration"] = lit["configuration"] + " " + lit["reference"] + " (" + lit["source"] + ")"
+        table = pd.concat([table, lit.drop(columns=["reference", "source"])], ignore_index=True)
+        header = header + ["Rows with status `reported` are published results (thesis Tables 2-3), "
+                           "not computed here"]
+        for col in ("images", "folds"):                  # counts stay integers beside empty cells
+            table[col] = table[col].astype("Int64")
     md = f"# Results {run_id}\n\n" + to_markdown(table, header)
     atomic_write_text(folder / "table.md", md)
     atomic_write_text(folder / "table.csv", table.to_csv(index=False))
-    atomic_write_json(folder / "run.json", {"header": header, "stages": {n.label: n.key for n in plan.nodes},
+    atomic_write_text(folder / "table.tex", latex.to_latex(
+        table, header, caption=f"{plan.cfg['target']}: cascade configurations ({run_id})",
+        label=f"tab:{run_id}"))
+    figures = write_figures(plan, folder / "figures")
+    atomic_write_json(folder / "run.json", {"header": header, "settings": settings or [],
+                                            "stages": {n.label: n.key for n in plan.nodes},
+                                            "figures": [str(p.relative_to(folder)) for p in figures],
                                             "config": {k: v for k, v in plan.cfg.items()}})
     return md, folder
+
+
+def write_figures(plan: Plan, folder: Path) -> list[Path]:
+    """The run's figures: per-fold MAE, error vs. age and cumulative scores for age targets
+    (thesis Figures 10-12), a confusion heatmap per configuration for group targets (Table 6 /
+    Figure 13), and the age distributions of the datasets in use (Figures 5-6)."""
+    synthetic = any(t.synthetic for t in plan.tables.values())
+    preds, labels = {}, None
+    for node in plan.targets:
+        stage = plan.home / "stages" / node.key
+        preds["pretrained" + "".join(f" → {s}" for s in node.chain)] = pd.read_csv(
+            stage / "predictions.csv", dtype={"subject": str, "fold": str})
+        labels = json.loads((stage / "labels.json").read_text())
+    written: list[Path] = []
+    if labels["lo"] == labels["hi"]:
+        written += figures.fold_mae(preds, folder / "fold_mae", synthetic)
+        written += figures.error_vs_age(preds, folder / "error_vs_age", synthetic)
+        written += figures.cumulative_score(preds, folder / "cumulative_score", synthetic)
+    else:
+        for i, (name, pred) in enumerate(preds.items()):
+            written += figures.confusion(pred, labels, folder / f"confusion_{i}", name, synthetic)
+        counts = next(iter(preds.values()))["true_class"].value_counts().to_dict()
+        written += figures.group_histogram(counts, labels, folder / "groups", synthetic)
+    ages = {name: t.frame["age_lo"].to_numpy() for name, t in plan.tables.items()
+            if (t.frame["age_lo"] == t.frame["age_hi"]).all()}
+    if ages:
+        written += figures.age_distributions(ages, folder / "age_distributions", synthetic)
+    return [Path(p) for p in written]

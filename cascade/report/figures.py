@@ -1,0 +1,289 @@
+"""The study's figures (thesis Figures 5-6 and 10-13) from stage predictions, as PNG + PDF.
+
+Why these choices:
+
+* Every number plotted comes from :mod:`cascade.metrics` (per-fold MAE, CS@k, confusion
+  matrices), so a figure can never disagree with the run table it illustrates.
+* Figures are built on a bare :class:`matplotlib.figure.Figure` attached to the Agg canvas, not
+  through ``pyplot``: no display backend is needed on a headless worker, there is no global
+  figure registry (nothing to leak or forget to close across a long report run), and — unlike
+  ``matplotlib.use("Agg")`` — importing this module does not switch the backend of a notebook
+  or GUI session that imports it.
+* Each file is written to a temporary name in the target folder and renamed into place, so a
+  report killed mid-write never leaves a truncated PNG/PDF that looks finished.  The temporary
+  name keeps the real extension because matplotlib picks the PNG/PDF backend from it.
+* ``synthetic=True`` puts "synthetic data" into the visible title *and* the files' Title
+  metadata: a plot of the procedurally generated demo suite must never pass for a real result.
+
+Inputs: a "predictions" DataFrame is a stage's ``predictions.csv`` (columns ``fold``,
+``true_class``, ``true_value``, ``pred_expected``, ``pred_class``, ...); ``labels`` is its
+``labels.json`` (``{"lo": [...], "hi": [...]}``).  Each function returns a :class:`FigureFiles`
+— the list of written paths, carrying the figure for inspection.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from cascade import metrics as M
+
+SYNTHETIC = "synthetic data"
+FORMATS = ("png", "pdf")
+
+
+def _file_mode() -> int:
+    """What a plain ``open(path, "w")`` would give: mkstemp's private 0600 would hide shared
+    figures from the rest of a research group (same rule as :mod:`cascade.store`)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+class FigureFiles(list):
+    """The written paths (``[<stem>.png, <stem>.pdf]``) plus the rendered ``figure`` and its
+    ``title``, so callers and tests can check what a figure says without parsing images."""
+
+    def __init__(self, paths: Sequence[Path], figure: Figure, title: str):
+        super().__init__(paths)
+        self.figure = figure
+        self.title = title
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _new_figure(width: float = 7.0, height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _title(text: str, synthetic: bool) -> str:
+    """The visible title; the marker goes in the title itself, not a caption that gets cropped."""
+    return f"{text} ({SYNTHETIC})" if synthetic else text
+
+
+def _save(fig: Figure, stem: str | os.PathLike, title: str) -> FigureFiles:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically (temp file in the same folder, then
+    ``os.replace``); fixed metadata dates keep reruns byte-stable."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ext in FORMATS:
+        final = stem.parent / f"{stem.name}.{ext}"
+        fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".tmp.{ext}")
+        os.fchmod(fd, _file_mode())
+        os.close(fd)
+        meta = {"Title": title}
+        if ext == "pdf":
+            meta.update(CreationDate=None, ModDate=None)
+        try:
+            fig.savefig(tmp, format=ext, dpi=150, metadata=meta)
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        written.append(final)
+    return FigureFiles(written, fig, title)
+
+
+def _fold_order(folds) -> list:
+    """Fold ids in natural order ("2" before "10"; FG-NET's "001".."082" as numbers)."""
+    def key(f):
+        s = str(f)
+        return (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s)
+    return sorted(pd.unique(pd.Series(folds).astype(str)), key=key)
+
+
+def group_names(labels: Mapping) -> list[str]:
+    """Tick labels for classes: "0-2", "4-6", ... for age groups, "25" for exact ages."""
+    return [f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in zip(labels["lo"], labels["hi"])]
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", frameon=False)
+
+
+# --------------------------------------------------------------------------- per-fold MAE
+
+def fold_mae_table(preds_by_config: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-fold MAE (expected value vs. true age), folds × configurations, folds in natural
+    order — the numbers behind thesis Figures 10-12 (via :func:`cascade.metrics.per_fold_mae`)."""
+    cols = {}
+    for name, pred in preds_by_config.items():
+        t = M.per_fold_mae(pred["true_value"], pred["pred_expected"], pred["fold"].astype(str))
+        cols[name] = t["mae"]
+    table = pd.DataFrame(cols)
+    return table.loc[_fold_order(table.index)]
+
+
+def fold_mae(preds_by_config: Mapping[str, pd.DataFrame], stem, synthetic: bool = False,
+             baselines: Mapping[str, float] | None = None,
+             title: str = "MAE per fold (expected value)") -> FigureFiles:
+    """Thesis Figures 10-12: one marker series per configuration over the folds (left) and the
+    spread of per-fold MAEs as box plots (right; outliers are what the thesis discusses).
+    ``baselines`` (name → MAE, e.g. literature values) are drawn as dotted lines, as in Fig. 11."""
+    table = fold_mae_table(preds_by_config)
+    fig = _new_figure(10.0, 4.5)
+    ax, box = fig.subplots(1, 2, width_ratios=[3, 1])
+    x = np.arange(len(table))
+    for name in table.columns:
+        ax.plot(x, table[name].to_numpy(), marker="o", ms=3, lw=0.8, label=name)
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, ls=":", lw=1.2, color=f"C{(len(table.columns) + i) % 10}", label=name)
+    step = max(1, len(x) // 20)
+    ax.set_xticks(x[::step], table.index[::step], rotation=90, fontsize="x-small")
+    ax.set(xlabel="fold (held-out subject / split)", ylabel="MAE (years)")
+    _legend(ax)
+    box.boxplot([table[c].dropna().to_numpy() for c in table.columns])
+    box.set_xticks(np.arange(1, len(table.columns) + 1), [str(c) for c in table.columns],
+                   rotation=30, ha="right", fontsize="x-small")
+    box.set(ylabel="per-fold MAE (years)")
+    full = _title(title, synthetic)
+    fig.suptitle(full)
+    return _save(fig, stem, full)
+
+
+# --------------------------------------------------------------------------- error vs. age
+
+def error_by_age_table(pred: pd.DataFrame, bin_width: int = 5) -> pd.DataFrame:
+    """MAE (expected value) per true-age bin ``[a, a + bin_width)``: index = bin start, columns
+    ``mae`` and ``n`` — sparse bins are where the thesis (Fig. 13) locates the large errors."""
+    bins = (np.floor(pred["true_value"].to_numpy(float) / bin_width) * bin_width).astype(int)
+    return M.per_fold_table(pred["true_value"], pred["pred_expected"], bins, M.mae_pooled, "mae")
+
+
+def error_vs_age(preds_by_config: Mapping[str, pd.DataFrame], stem, synthetic: bool = False,
+                 bin_width: int = 5, title: str = "MAE vs. true age") -> FigureFiles:
+    """Mean absolute error of the expected value per true-age bin, one line per configuration,
+    with the image count per bin underneath (why errors grow where the label space is sparse)."""
+    fig = _new_figure(7.0, 5.0)
+    ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    counts = None
+    for name, pred in preds_by_config.items():
+        t = error_by_age_table(pred, bin_width)
+        ax.plot(t.index + bin_width / 2, t["mae"], marker="o", ms=3, label=name)
+        counts = t["n"] if counts is None else counts
+    if counts is not None:
+        hist.bar(counts.index + bin_width / 2, counts.to_numpy(), width=bin_width * 0.9, color="0.6")
+    ax.set(ylabel="MAE (years)")
+    hist.set(xlabel=f"true age (years, {bin_width}-year bins)", ylabel="images")
+    _legend(ax)
+    full = _title(title, synthetic)
+    ax.set_title(full)
+    return _save(fig, stem, full)
+
+
+# --------------------------------------------------------------------------- cumulative score
+
+def cumulative_score(preds_by_config: Mapping[str, pd.DataFrame], stem, synthetic: bool = False,
+                     ks: Sequence[int] = tuple(range(11)),
+                     title: str = "Cumulative score") -> FigureFiles:
+    """CS@k (share of images with |error| ≤ k years, expected value) for k = 0..10 per
+    configuration — the curve the age-estimation literature uses besides the MAE."""
+    fig = _new_figure(6.0, 4.5)
+    ax = fig.subplots()
+    for name, pred in preds_by_config.items():
+        cs = M.cumulative_scores(pred["true_value"], pred["pred_expected"], ks)
+        ax.plot(list(cs), [100 * v for v in cs.values()], marker="o", ms=3, label=name)
+    ax.set(xlabel="error tolerance k (years)", ylabel="CS@k (% of images)", ylim=(0, 100))
+    ax.set_xticks(list(ks))
+    _legend(ax)
+    full = _title(title, synthetic)
+    ax.set_title(full)
+    return _save(fig, stem, full)
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+def confusion_data(pred: pd.DataFrame, labels: Mapping,
+                   pred_col: str = "pred_class") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(counts, row-normalised matrix, tick labels) via :func:`cascade.metrics.confusion_matrix`;
+    rows = true class, columns = predicted (thesis Table 6 / Fig. 13).  A class with no true
+    images gets a NaN row rather than a fake row of zeros."""
+    n = len(labels["lo"])
+    counts = M.confusion_matrix(pred["true_class"], pred[pred_col], n)
+    norm = M.confusion_matrix(pred["true_class"], pred[pred_col], n, normalize=True)
+    return counts, norm, group_names(labels)
+
+
+def confusion(pred: pd.DataFrame, labels: Mapping, stem, title: str = "Confusion matrix",
+              synthetic: bool = False, pred_col: str = "pred_class") -> FigureFiles:
+    """Row-normalised confusion heatmap (colour = share of the true class), counts annotated
+    when the matrix is small enough to read (group targets: Adience 8 or 3 groups)."""
+    counts, norm, names = confusion_data(pred, labels, pred_col)
+    n = len(names)
+    side = min(12.0, max(4.5, 0.55 * n + 2))
+    fig = _new_figure(side + 1, side)
+    ax = fig.subplots()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="share of true class")
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                v = norm[i, j]
+                dark = np.isfinite(v) and v > 0.5
+                ax.text(j, i, f"{counts[i, j]}\n{v:.2f}" if np.isfinite(v) else "–",
+                        ha="center", va="center", fontsize="x-small",
+                        color="white" if dark else "black")
+    fs = "small" if n <= 12 else "xx-small"
+    ax.set_xticks(range(n), names, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center",
+                  fontsize=fs)
+    ax.set_yticks(range(n), names, fontsize=fs)
+    ax.set(xlabel="predicted", ylabel="true")
+    full = _title(title, synthetic)
+    ax.set_title(full)
+    return _save(fig, stem, full)
+
+
+# --------------------------------------------------------------------------- label distributions
+
+def age_distributions(ages_by_dataset: Mapping[str, Sequence[float]], stem,
+                      synthetic: bool = False,
+                      title: str = "Cumulative age distribution") -> FigureFiles:
+    """Thesis Figure 5: empirical CDF of image ages per dataset (IMDB, AgeDB, FG-NET-AD) — why
+    a source dataset whose ages sit elsewhere transfers less to the target."""
+    fig = _new_figure(6.0, 4.5)
+    ax = fig.subplots()
+    for name, ages in ages_by_dataset.items():
+        a = np.sort(np.asarray(ages, dtype=float))
+        a = a[np.isfinite(a)]
+        if a.size:
+            ax.step(a, 100 * np.arange(1, a.size + 1) / a.size, where="post",
+                    label=f"{name} (n={a.size})")
+    ax.set(xlabel="age (years)", ylabel="images with age ≤ x (%)", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    full = _title(title, synthetic)
+    ax.set_title(full)
+    return _save(fig, stem, full)
+
+
+def group_histogram(counts: Sequence[int] | Mapping[int, int], labels: Mapping | Sequence[str],
+                    stem, synthetic: bool = False,
+                    title: str = "Images per age group") -> FigureFiles:
+    """Thesis Figure 6: images per Adience age group, counts on the bars (the imbalance that
+    makes accuracy alone misleading).  ``counts`` is per class index (a sequence, or a mapping
+    class → count with missing classes meaning 0); ``labels`` a labels.json dict or names."""
+    names = group_names(labels) if isinstance(labels, Mapping) else [str(s) for s in labels]
+    if isinstance(counts, Mapping):
+        counts = [int(counts.get(i, 0)) for i in range(len(names))]
+    values = np.asarray(counts, dtype=int)
+    if values.size != len(names):
+        raise ValueError(f"{values.size} counts for {len(names)} groups")
+    fig = _new_figure(6.5, 4.5)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(names)), values, color="C0")
+    ax.bar_label(bars, fontsize="x-small")
+    ax.set_xticks(range(len(names)), names)
+    ax.set(xlabel="age group (years)", ylabel="images")
+    full = _title(title, synthetic)
+    ax.set_title(full)
+    return _save(fig, stem, full)
