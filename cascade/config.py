@@ -24,6 +24,10 @@ NULLABLE_TYPES: dict[str, type] = {
     "train.mode": str, "train.augment": bool, "train.select": str,
 }
 
+#: Training losses (cascade.train.losses) and the options each one reads.
+LOSSES = ("ce", "dldl", "mean_variance")
+LOSS_OPTIONS = {"ce": (), "dldl": ("sigma",), "mean_variance": ("lambda_mean", "lambda_var")}
+
 #: Which epoch's weights a stage keeps (see stages.yaml `select`).
 SELECT = ("last", "best_loss", "best_mae")
 
@@ -58,6 +62,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "train.select": SELECT,
         "device": ("auto", "cpu", "cuda"),
         "backend": ("loky", "dask"),
+        "loss": LOSSES,
         "data.adience_policy": ("strict", "lenient"),
         "data.crop": ("auto", "box", "mtcnn", "none"),
         "data.no_face": ("quarantine", "centre"),
@@ -214,6 +219,8 @@ def stage_params(cfg: dict, stage: str, mode: str) -> dict:
         params.update(cfg["stages"]["head_only"])
         params.update(bb.get("head_only", {}) or {})
     params["mode"] = mode
+    params["loss"] = cfg["loss"]
+    params["loss_options"] = {k: cfg["loss_options"][k] for k in LOSS_OPTIONS[cfg["loss"]]}
     for k in ("lr", "batch_size", "epochs", "patience", "augment", "select"):
         if cfg["train"][k] is not None:
             params[k] = cfg["train"][k]

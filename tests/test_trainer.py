@@ -113,3 +113,16 @@ def test_select_keeps_the_named_epoch(tmp_path):
     no_val = Split(split.images, split.targets, split.train, split.val[:0])
     with pytest.raises(ValueError, match="validation split"):
         fit(_model(), no_val, {**params, "select": "best_loss"}, AUG, values, tmp_path / "f.pt", seed=2)
+
+
+@pytest.mark.parametrize("loss,options", [("dldl", {"sigma": 0.5}), ("mean_variance", {})])
+def test_every_loss_trains(tmp_path, loss, options):
+    split, values = _data(n=160), np.arange(4.0)
+    model = _model()
+    before = predict_proba(model, split.images, split.val, "cpu")
+    fit(model, split, {**PARAMS, "epochs": 8, "loss": loss, "loss_options": options}, AUG, values,
+        tmp_path / "l.pt", seed=0, log=lambda m: None)
+    after = predict_proba(model, split.images, split.val, "cpu")
+    y = split.targets[split.val]
+    mae = lambda p: np.abs(p @ values - y).mean()
+    assert mae(after) < 0.5 * mae(before)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from cascade.models.age_model import AgeModel
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train.augment import random_affine
+from cascade.train.losses import make_loss
 
 
 @dataclasses.dataclass
@@ -85,6 +86,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=params.get("lr_factor", 0.5),
                                                        patience=params["patience"])
     values = torch.tensor(class_values, dtype=torch.float32)
+    loss_fn = make_loss(params.get("loss", "ce"), params.get("loss_options"))
     select = params.get("select", "last")
     criterion = {"last": None, "best_loss": "val_loss", "best_mae": "val_mae"}[select]
     if criterion and not len(split.val):
@@ -132,13 +134,13 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         for pos in _batches(order, params["batch_size"]):
             rows = split.train[pos]
             logits = forward(rows, "train", pos, gen)
-            loss = F.cross_entropy(logits.float(), targets[rows].to(device))
+            loss = loss_fn(logits.float(), targets[rows].to(device), values.to(device)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(rows)
             count += len(rows)
-        val_loss, val_mae = _validate(model, split, forward, targets, values, params, device)
+        val_loss, val_mae = _validate(model, split, forward, targets, values, loss_fn, device)
         sched.step(val_loss)
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                   "val_mae": val_mae, "lr": opt.param_groups[0]["lr"]}
@@ -160,7 +162,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
 
 
 @torch.no_grad()
-def _validate(model, split, forward, targets, values, params, device) -> tuple[float, float]:
+def _validate(model, split, forward, targets, values, loss_fn, device) -> tuple[float, float]:
     if not len(split.val):
         return float("nan"), float("nan")
     model.eval()
@@ -170,7 +172,7 @@ def _validate(model, split, forward, targets, values, params, device) -> tuple[f
         rows = split.val[pos]
         logits = forward(rows, "val", pos).float()
         t = targets[rows].to(device)
-        loss += float(F.cross_entropy(logits, t, reduction="sum"))
+        loss += float(loss_fn(logits, t, values.to(device)).sum())
         expected = F.softmax(logits, 1) @ values.to(device)
         err += float((expected - values.to(device)[t]).abs().sum())
     return loss / len(split.val), err / len(split.val)
