@@ -26,7 +26,6 @@ PENDING = {
     "weights": "issue #7 (backbones, weight import, trainer)",
     "features": "issue #8 (pooled CNN features -> regressors)",
     "regress": "issue #8 (pooled CNN features -> regressors)",
-    "tune": "issue #7 (the thesis's lr x batch grid search)",
 }
 
 
@@ -82,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="+")
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
     t.add_argument("settings", nargs="*", metavar="key=value")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -191,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "report":
             return cmd_report(args.runs)
+        if args.command == "tune":
+            from cascade.stages.tune import tune
+
+            _, folder = tune(C.load(args.settings), progress=not args.quiet)
+            print((folder / "table.md").read_text())
+            print(f"written to {folder}/")
+            return 0
         print(f"cascade {args.command}: not implemented yet — tracked in {PENDING[args.command]}.",
               file=sys.stderr)
         return 2

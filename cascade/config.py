@@ -70,6 +70,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
         **{f"stages.{s}.split": ("holdout",) for s in stage_names if "split" in cfg["stages"][s]},
         **{f"stages.{s}.select": SELECT for s in cfg["stages"]},
+        "tune.stage": ("",) + stage_names,
     }
 
 

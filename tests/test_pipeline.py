@@ -251,3 +251,25 @@ def test_report_rebuilds_tables_and_figures_of_a_finished_run(home, capsys):
 
     assert main(["report", str(home / "nowhere")]) == 2
     assert "not a results folder" in capsys.readouterr().err
+
+
+def test_tune_runs_the_grid_once_and_resumes(home, capsys):
+    """`cascade tune`: every lr × batch trial (one epoch) is stored as it ends, the table marks the
+    lowest validation loss, and a rerun trains nothing."""
+    args = ["tune", *FAST, f"home={home}", f"run.results_dir={home}/results", "stage=imdb",
+            "target=fgnet", "tune.stage=agedb", "tune.lr=0.01,0.001", "tune.batch_size=16,32", "--quiet"]
+    assert main(args) == 2                                            # agedb is not in stage=imdb
+    assert "tune.stage=agedb is not in this run's stages" in capsys.readouterr().err
+    args = ["stage=imdb,agedb" if a == "stage=imdb" else a for a in args]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "synthetic data" in out and out.count("← lowest validation loss") == 1
+    trials = sorted((home / "tune").rglob("*.json"))
+    assert len(trials) == 4
+    stamps = [p.stat().st_mtime_ns for p in trials]
+    assert main(args) == 0
+    assert stamps == [p.stat().st_mtime_ns for p in trials]
+
+    target = [a for a in args if not a.startswith("tune.")] + ["tune.folds=2", "tune.lr=0.01", "tune.batch_size=16"]
+    assert main(target) == 0                                          # the target: first 2 LOPO folds
+    assert json.loads(sorted((home / "tune").rglob("lr0.01_bs16.json"))[-1].read_text())["splits"] == 2
