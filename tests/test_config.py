@@ -10,7 +10,7 @@ def test_defaults_are_the_thesis_values():
     assert cfg["stages"]["agedb"]["epochs"] == 30 and cfg["stages"]["agedb"]["lr"] == 1e-4
     assert cfg["stages"]["fgnet"]["batch_size"] == 16 and cfg["stages"]["fgnet"]["patience"] == 3
     assert cfg["stages"]["head_only"] == {"epochs": 20, "batch_size": 48, "lr": 1e-3, "patience": 3,
-                                          "augment": False, "select": "last"}
+                                          "augment": False, "select": "best_mae"}
     assert C.stage_params(C.load(["backbone=vgg16"]), "imdb", "full")["lr"] == 1e-4
     assert C.stage_params(C.load(["backbone=timm:resnet18"]), "imdb", "full")["lr"] == 0.01
 
