@@ -88,9 +88,20 @@ def timm_backbone(name: str) -> Backbone:
     return Backbone(Body(model), model.num_features, pre)
 
 
+def _lazy(module: str, name: str) -> Callable[[], Backbone]:
+    """A constructor imported on first use: those modules import this one (Backbone)."""
+    def build() -> Backbone:
+        import importlib
+        return getattr(importlib.import_module(module), name)()
+    build.__name__ = name
+    return build
+
+
 BACKBONES: dict[str, Callable[[], Backbone]] = {
     "demo": demo_cnn,
     "vgg16": vgg16,
+    "mobilefacenet": _lazy("cascade.models.mobilefacenet", "mobilefacenet"),
+    "inception_resnet_v1": _lazy("cascade.models.facenet", "inception_resnet_v1"),
 }
 
 

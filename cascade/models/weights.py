@@ -19,6 +19,10 @@ SOURCES = {
     "resnet50_vggface2": "ResNet-50 VGGFace2 (`resnet50_ft_weight.pkl`, Cao et al. 2018), converted"
                          " with `cascade weights import`",
     "senet50_vggface2": "SENet-50 VGGFace2 (`senet50_ft_weight.pkl`), converted with `cascade weights import`",
+    "mobilefacenet_casia": "MobileFaceNet (Xiaoccer/MobileFaceNet_Pytorch `model/best/068.ckpt`), converted"
+                           " with `cascade weights import`",
+    "inception_resnet_v1_vggface2": "facenet-pytorch Inception-ResNet-v1 (`20180402-114759-vggface2.pt`),"
+                                    " converted with `cascade weights import`",
 }
 
 
