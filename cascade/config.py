@@ -66,6 +66,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "data.adience_policy": ("strict", "lenient"),
         "data.crop": ("auto", "box", "mtcnn", "none"),
         "data.no_face": ("quarantine", "centre"),
+        "data.face_select": ("central", "probability"),
         "head.reinit": ("output", "all"),
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
         **{f"stages.{s}.split": ("holdout",) for s in stage_names if "split" in cfg["stages"][s]},

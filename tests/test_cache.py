@@ -83,7 +83,7 @@ def test_crop_modes_resolve_per_dataset(suite_home):
     assert crop_settings(cfg, imdb)["mode"] == "box"                               # face_location
     synthetic.synthetic = False                                                    # as if real
     assert crop_settings(cfg, synthetic) == {"mode": "mtcnn", "margin": 0.4, "no_face": "quarantine",
-                                             "min_prob": 0.9}
+                                             "min_prob": 0.9, "select": "central"}
     forced = C.load(FAST + [f"home={suite_home}", "data.crop=mtcnn", "data.no_face=centre"])
     assert crop_settings(forced, imdb)["no_face"] == "centre"
 

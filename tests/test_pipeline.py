@@ -59,6 +59,11 @@ def test_every_target_runs_and_prints_its_table(home, capsys, target):
     assert ("| Accuracy |" if target.startswith("adience") else "| MAE |") in out
     assert "baseline: commonest training group" in out if target.startswith("adience") \
         else "baseline: training-set mean age" in out
+    run = next((home / "results").iterdir())
+    if target.startswith("adience"):                    # thesis Table 6: confusion + precision / recall
+        confusion = (run / "confusion_1.md").read_text()
+        assert "| true 0-12 |" in confusion if target == "adience3" else "| true 0-2 |" in confusion
+        assert "| precision |" in confusion and (run / "figures" / "confusion_1.pdf").exists()
 
 
 def test_keys_change_with_config_parent_and_data(home):
@@ -127,9 +132,10 @@ def test_kill_9_mid_stage_then_resume_equals_uninterrupted(home, tmp_path):
     assert resumed == fresh              # every epoch's losses, lr and MAE, to the last digit
 
 
-def test_kill_9_during_folds_keeps_finished_folds(home):
-    """SIGKILL a LOPO target after some folds finished: they are not recomputed."""
-    extra = ["stage=", "target=fgnet", "stages.fgnet.protocol=lopo"]
+def test_kill_9_during_folds_keeps_finished_folds(home, tmp_path):
+    """SIGKILL a `--jobs 2` LOPO run after some folds finished: they are not recomputed, and the
+    final predictions and table equal an uninterrupted run's."""
+    extra = ["stage=", "target=fgnet", "stages.fgnet.protocol=lopo", "jobs=2"]
     node = P.build(_cfg(home, *extra)).targets[0]
     folds = home / "stages" / node.key / "folds"
     proc = subprocess.Popen(_cli(home, *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -144,7 +150,15 @@ def test_kill_9_during_folds_keeps_finished_folds(home):
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())
     assert len(list(folds.glob("*.csv"))) == 82
     table = (next((home / "results").iterdir()) / "table.csv").read_text()
-    assert "pretrained" in table and ",82" in table
+    assert "pretrained" in table and ",82," in table
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "demo").symlink_to((home / "demo").resolve())
+    subprocess.run(_cli(clean, *extra), check=True, stdout=subprocess.DEVNULL)
+    assert (folds.parent / "predictions.csv").read_bytes() == \
+        (clean / "stages" / node.key / "predictions.csv").read_bytes()
+    assert table == (next((clean / "results").iterdir()) / "table.csv").read_text()
 
 
 def test_mode_a_shared_features_give_the_slow_paths_predictions(home, tmp_path):

@@ -197,4 +197,5 @@ def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:
         return [(None, None)] * len(images)
     from cascade.data.faces import detect_boxes, resolve_box
 
-    return [resolve_box(b, crop["no_face"]) for b in detect_boxes(images, min_prob=crop["min_prob"])]
+    found = detect_boxes(images, min_prob=crop["min_prob"], select=crop.get("select", "central"))
+    return [resolve_box(b, crop["no_face"]) for b in found]

@@ -90,7 +90,8 @@ def crop_settings(cfg: dict, table: DatasetTable) -> dict:
         mode = "none" if mode == "mtcnn" and table.synthetic else mode
     out = {"mode": mode, "margin": None if mode == "none" else cfg["data"]["margin"]}
     if mode == "mtcnn":
-        out.update(no_face=cfg["data"]["no_face"], min_prob=cfg["data"]["min_face_prob"])
+        out.update(no_face=cfg["data"]["no_face"], min_prob=cfg["data"]["min_face_prob"],
+                   select=cfg["data"]["face_select"])
     return out
 
 

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cascade import metrics as M
@@ -71,7 +72,8 @@ def run_table(plan: Plan) -> tuple[pd.DataFrame, list[str], str]:
     ]
     for name, t in plan.tables.items():
         steps = "; ".join(f"{r} −{n}" for r, n in t.report.steps) or "no rows dropped"
-        header.append(f"Dataset {name}: {t.report.n_raw} rows → {len(t)} used ({steps})")
+        header.append(f"Dataset {name} (manifest {stable_hash(t.manifest_records(), 12)}): "
+                      f"{t.report.n_raw} rows → {len(t)} used ({steps})")
     run_id = f"{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + stable_hash([n.key for n in plan.targets], 8)
     return table, header, run_id
 
@@ -114,6 +116,24 @@ def write_run(plan: Plan, out_dir: Path, settings: list[str] | None = None) -> t
     return md, folder
 
 
+def _confusion_table(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Path:
+    """Counts of true (rows) vs. predicted (columns) groups with per-group precision and recall
+    (thesis Table 6), as Markdown and CSV."""
+    counts, _, names = figures.confusion_data(pred, labels)
+    frame = pd.DataFrame(counts, index=[f"true {n}" for n in names], columns=names, dtype=float)
+    tp = counts.diagonal().astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["recall"] = tp / counts.sum(1)
+        precision = tp / counts.sum(0)
+    frame.loc["precision"] = list(precision) + [float("nan")]
+    cells = [[str(int(v)) for v in row] + [_fmt(r)] for row, r in zip(counts, frame["recall"].iloc[:-1])]
+    cells.append([_fmt(p) for p in precision] + ["–"])
+    shown = pd.DataFrame(cells, index=list(frame.index), columns=list(frame.columns)).reset_index(names="")
+    atomic_write_text(path, f"# Confusion matrix: {name}\n\n" + to_markdown(shown, []))
+    atomic_write_text(path.with_suffix(".csv"), frame.to_csv(float_format="%.6g"))
+    return path
+
+
 def write_figures(plan: Plan, folder: Path) -> list[Path]:
     """The run's figures: per-fold MAE, error vs. age and cumulative scores for age targets
     (thesis Figures 10-12), a confusion heatmap per configuration for group targets (Table 6 /
@@ -133,6 +153,7 @@ def write_figures(plan: Plan, folder: Path) -> list[Path]:
     else:
         for i, (name, pred) in enumerate(preds.items()):
             written += figures.confusion(pred, labels, folder / f"confusion_{i}", name, synthetic)
+            written.append(_confusion_table(pred, labels, folder.parent / f"confusion_{i}.md", name))
         counts = next(iter(preds.values()))["true_class"].value_counts().to_dict()
         written += figures.group_histogram(counts, labels, folder / "groups", synthetic)
     ages = {name: t.frame["age_lo"].to_numpy() for name, t in plan.tables.items()
