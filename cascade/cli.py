@@ -23,7 +23,6 @@ from cascade.stages import FoldsFailed
 
 #: Sub-commands whose grammar is fixed but whose work lands with a later issue.
 PENDING = {
-    "weights": "issue #7 (backbones, weight import, trainer)",
     "features": "issue #8 (pooled CNN features -> regressors)",
     "regress": "issue #8 (pooled CNN features -> regressors)",
 }
@@ -69,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("file", type=Path)
     w.add_argument("--format", required=True)
     w.add_argument("--name", required=True)
+    w.add_argument("--backbone", default=None, help="registry name (default: guessed from --name / the file name)")
+    w.add_argument("--force", action="store_true", help="replace a file of that name made from another source")
+    w.add_argument("--preprocessing", default=None,
+                   help="backbone | imagenet | vggface2-bgr | vggface2-rgb | vggface-rgb | JSON (default: the format's)")
     f = sub.add_parser("features", help="pooled CNN features of a stage (layer=last|first pooling=max|avg|none)")
     f.add_argument("stage")
     f.add_argument("settings", nargs="*", metavar="key=value")
@@ -191,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "report":
             return cmd_report(args.runs)
+        if args.command == "weights":
+            from cascade.models.importers import import_weights, parse_preprocessing
+
+            home = C.cascade_home(C.load([]))
+            pre = parse_preprocessing(args.preprocessing, args.backbone) if args.preprocessing else None
+            out = import_weights(args.file, args.format, args.name, args.backbone, home,
+                                 force=args.force, preprocessing=pre)
+            print(f"written {out} (+ {out.with_suffix('.json').name})")
+            return 0
         if args.command == "tune":
             from cascade.stages.tune import tune
 

@@ -1,5 +1,8 @@
 """Command-line surface: help for every sub-command, inspect of a real listing, pending commands."""
+import json
+
 import pytest
+import torch
 
 from cascade.cli import main
 
@@ -29,3 +32,43 @@ def test_inspect_a_real_listing_without_images(tmp_path, capsys):
 def test_unknown_setting_is_a_clear_error(capsys):
     assert main(["run", "train.lrr=0.1", "--dry-run"]) == 2
     assert "train.lr" in capsys.readouterr().err                       # the "did you mean"
+
+
+def test_weights_import_then_run_uses_the_recorded_preprocessing(tmp_path, capsys):
+    """`cascade weights import` converts once (safetensors + sidecar with the source's sha256 and
+    preprocessing); a run with those weights keys on them and feeds the recorded preprocessing."""
+    from safetensors.torch import save_file
+
+    from cascade import config as C
+    from cascade.models import build_backbone
+    from cascade.stages import plan as P
+    from cascade.stages.execute import model_source
+    from cascade.data.datasets import LabelSpace
+    from cascade.store import file_sha256
+
+    body = build_backbone("demo").body
+    src = tmp_path / "trained_demo.safetensors"
+    save_file({k: v.contiguous() for k, v in body.state_dict().items()}, src)
+    pre = '{"channels": "BGR", "scale": 1.0, "mean": [91.4953, 103.8827, 131.0912], "std": [1, 1, 1]}'
+    home = tmp_path / "home"
+    import os
+    os.environ["CASCADE_HOME"] = str(home)
+    try:
+        assert main(["weights", "import", str(src), "--format", "safetensors", "--name", "mydemo",
+                     "--backbone", "demo", "--preprocessing", pre]) == 0
+    finally:
+        del os.environ["CASCADE_HOME"]
+    side = json.loads((home / "weights" / "mydemo.json").read_text())
+    assert side["source_sha256"] == file_sha256(src) and side["format"] == "safetensors"
+
+    cfg = C.load([f"home={home}", "weights=mydemo", "stage=", "target=fgnet", "data.synth.scale=0.05"])
+    plan = P.build(cfg)
+    assert plan.nodes[0].info["preprocessing"]["channels"] == "BGR"
+    assert plan.nodes[0].info["weights"] == "sha256:" + file_sha256(home / "weights" / "mydemo.safetensors")
+    model = model_source(plan, plan.nodes[0]).build(LabelSpace((0, 1), (0, 1)), 0)
+    assert model.preprocessing.channels == "BGR" and model.preprocessing.mean[0] == 91.4953
+    for k, v in body.state_dict().items():
+        assert torch.equal(model.body.state_dict()[k], v), k
+
+    missing = main(["run", f"home={home}", "weights=nothere", "--dry-run"])
+    assert missing == 2 and "weights/nothere.safetensors" in capsys.readouterr().err

@@ -100,6 +100,8 @@ def _lazy(module: str, name: str) -> Callable[[], Backbone]:
 BACKBONES: dict[str, Callable[[], Backbone]] = {
     "demo": demo_cnn,
     "vgg16": vgg16,
+    "resnet50": _lazy("cascade.models.vggface2", "resnet50_vggface2"),
+    "senet50": _lazy("cascade.models.vggface2", "senet50_vggface2"),
     "mobilefacenet": _lazy("cascade.models.mobilefacenet", "mobilefacenet"),
     "inception_resnet_v1": _lazy("cascade.models.facenet", "inception_resnet_v1"),
 }

@@ -61,3 +61,15 @@ def load_body(body: nn.Module, path: Path) -> None:
         raise ValueError(f"{path}: tensors do not match the backbone — missing {missing[:10]}, "
                          f"unexpected {unexpected[:10]}, wrong shape {shape[:10]}")
     body.load_state_dict(tensors)
+
+
+def recorded_preprocessing(path: Path | None) -> dict | None:
+    """The preprocessing `cascade weights import` recorded beside a weight file (channel order,
+    scale, mean, std of the source), or None: the model must be fed what its weights saw."""
+    if path is None:
+        return None
+    from cascade.models.importers import load_preprocessing
+
+    pre = load_preprocessing(path)
+    return None if pre is None else {"channels": pre.channels, "scale": pre.scale,
+                                     "mean": list(pre.mean), "std": list(pre.std)}

@@ -22,6 +22,7 @@ from cascade.config import backbone_settings
 from cascade.data.cache import prepare
 from cascade.data.datasets import LabelSpace, crop_settings
 from cascade.models import AgeModel, build_backbone
+from cascade.models.backbones import Preprocessing
 from cascade.models import weights as W
 from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
@@ -52,6 +53,14 @@ class ModelSource:
     head: dict
     body_weights: str | None = None      # root: a safetensors body file (None = random init)
     stage_dir: str | None = None         # trained parent: its folder (weights + labels)
+    preprocessing: dict | None = None    # the root weights' recorded preprocessing (None: backbone's)
+
+    def _backbone(self):
+        bb = build_backbone(self.backbone)
+        if self.preprocessing:
+            bb.preprocessing = Preprocessing(self.preprocessing["channels"], self.preprocessing["scale"],
+                                             tuple(self.preprocessing["mean"]), tuple(self.preprocessing["std"]))
+        return bb
 
     def build(self, labels: LabelSpace, seed: int, head_seed: int | None = None) -> AgeModel:
         """The starting model: the body from the source (a random body drawn with `seed`, the
@@ -59,21 +68,21 @@ class ModelSource:
         head_seed = seed if head_seed is None else head_seed
         torch.manual_seed(seed)
         if self.stage_dir is None:
-            bb = build_backbone(self.backbone)
+            bb = self._backbone()
             if self.body_weights:
                 W.load_body(bb.body, Path(self.body_weights))
             torch.manual_seed(head_seed)
             return AgeModel(bb, len(labels), self.head["hidden"], self.head["dropout"])
         folder = Path(self.stage_dir)
         parent_labels = LabelSpace.from_json((folder / "labels.json").read_text())
-        model = AgeModel(build_backbone(self.backbone), len(parent_labels), self.head["hidden"],
+        model = AgeModel(self._backbone(), len(parent_labels), self.head["hidden"],
                          self.head["dropout"])
         from safetensors.torch import load_file
         model.load_state_dict(load_file(folder / "weights.safetensors"))
         torch.manual_seed(head_seed)
         if parent_labels != labels:
             if self.head["reinit"] == "all":
-                fresh = AgeModel(build_backbone(self.backbone), len(labels), self.head["hidden"],
+                fresh = AgeModel(self._backbone(), len(labels), self.head["hidden"],
                                  self.head["dropout"])
                 fresh.body.load_state_dict(model.body.state_dict())
                 return fresh
@@ -85,8 +94,10 @@ def model_source(plan: Plan, node: Node) -> ModelSource:
     cfg = plan.cfg
     if node.kind == "root":
         return ModelSource(cfg["backbone"], cfg["head"],
-                           str(plan.weights_path) if plan.weights_path else None)
-    return ModelSource(cfg["backbone"], cfg["head"], stage_dir=str(plan.home / "stages" / node.key))
+                           str(plan.weights_path) if plan.weights_path else None,
+                           preprocessing=plan.preprocessing)
+    return ModelSource(cfg["backbone"], cfg["head"], stage_dir=str(plan.home / "stages" / node.key),
+                       preprocessing=plan.preprocessing)
 
 
 class Runner:

@@ -45,6 +45,7 @@ class Plan:
     targets: list[Node]                # one per table row
     tables: dict[str, DatasetTable]
     weights_path: Path | None
+    preprocessing: dict | None = None  # recorded by `cascade weights import` beside the weights
 
 
 def _shared_settings(cfg: dict) -> dict:
@@ -59,7 +60,10 @@ def build(cfg: dict) -> Plan:
     home = C.cascade_home(cfg)
     bb = C.backbone_settings(cfg)
     wpath = W.resolve(cfg["weights"], bb["weights"], home)
+    pre = W.recorded_preprocessing(wpath)
     root_info = {"kind": "root", "backbone": cfg["backbone"], "weights": W.identity(wpath)}
+    if pre:                            # weights fed another way than the backbone's default
+        root_info["preprocessing"] = pre
     root = Node("root", (), None, {}, None, stable_hash(root_info), root_info)
     tables: dict[str, DatasetTable] = {}
 
@@ -91,7 +95,7 @@ def build(cfg: dict) -> Plan:
         t = child("target", chain_nodes[tuple(prefix)], cfg["target"])
         nodes.append(t)
         targets.append(t)
-    return Plan(cfg, home, nodes, targets, tables, wpath)
+    return Plan(cfg, home, nodes, targets, tables, wpath, pre)
 
 
 def status(plan: Plan, node: Node) -> str:
