@@ -168,8 +168,8 @@ class Runner:
                 for name, err in errors.items():
                     _log_to(d.file("log.txt"))(f"fold {name} failed: {err}")
                 raise FoldsFailed(f"{node.label}: {len(errors)} fold(s) failed "
-                                   f"({', '.join(sorted(errors)[:10])}); see {d.file('log.txt')}. "
-                                   f"Finished folds are kept; rerun to retry the rest.")
+                                  f"({', '.join(sorted(errors)[:10])}); see {d.file('log.txt')}. "
+                                  f"Finished folds are kept; rerun to retry the rest.")
             preds = pd.concat([pd.read_csv(f, dtype={"subject": str, "fold": str})
                                for f in sorted((d.path / "folds").glob("*.csv"))])
             preds = preds.sort_values("row").reset_index(drop=True).copy()   # one block: cheap insert
