@@ -72,7 +72,8 @@ def run_table(plan: Plan) -> tuple[pd.DataFrame, list[str], str]:
     ]
     for name, t in plan.tables.items():
         steps = "; ".join(f"{r} −{n}" for r, n in t.report.steps) or "no rows dropped"
-        header.append(f"Dataset {name} (manifest {stable_hash(t.manifest_records(), 12)}): "
+        manifest = next(n.info["manifest"] for n in plan.nodes if n.stage == name)   # what the keys hashed
+        header.append(f"Dataset {name} (manifest {manifest[:12]}): "
                       f"{t.report.n_raw} rows → {len(t)} used ({steps})")
     run_id = f"{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + stable_hash([n.key for n in plan.targets], 8)
     return table, header, run_id
