@@ -1,15 +1,15 @@
 """`cascade` command line.  Settings are `key=value` words (see `cascade run --list-keys`).
 
     cascade run stage=imdb,agedb target=fgnet backbone=vgg16 [key=value ...] [--dry-run]
-    cascade protocol NAME --jobs N [key=value ...]
+    cascade protocol NAME --jobs N [--backend dask --scheduler tcp://HOST:PORT] [key=value ...]
     cascade data synth --out DIR [--scale S] [--seed N]
     cascade data prepare NAME [key=value ...]
-    cascade data inspect NAME [key=value ...]
-    cascade weights import FILE --format F --name N
-    cascade features STAGE [layer=... pooling=...]
-    cascade regress STAGE [protocol=lopo engine=autosklearn] [--jobs N]
+    cascade data inspect NAME [key=value ...] [--listing-only]
+    cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
-    cascade tune [key=value ...]
+    cascade tune [tune.stage=S] [key=value ...]
+    cascade features STAGE [layer=... pooling=...]                        (issue #8)
+    cascade regress STAGE [protocol=lopo engine=autosklearn] [--jobs N]   (issue #8)
 """
 from __future__ import annotations
 
