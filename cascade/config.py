@@ -60,6 +60,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "backbone": tuple(BACKBONES) + ("timm:<model name>",),
         "train.mode": ("head", "full"),
         "train.select": SELECT,
+        "train.amp": ("auto", "on", "off"),
         "device": ("auto", "cpu", "cuda"),
         "backend": ("loky", "dask"),
         "loss": LOSSES,

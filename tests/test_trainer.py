@@ -146,3 +146,33 @@ def test_a_two_stage_cascade_beats_training_the_target_alone(tmp_path):
     y = target.targets[target.val]
     mae = lambda m: np.abs(predict_proba(m, target.images, target.val, "cpu") @ values - y).mean()
     assert mae(cascaded) < 0.75 * mae(alone)          # measured: 0.50 vs 1.00
+
+
+def test_mixed_precision_trains_and_resumes_exactly(tmp_path):
+    """`amp` (bfloat16 autocast on the CPU; float16 + loss scaling on CUDA) still learns, and a
+    run interrupted after its checkpoint resumes to the uninterrupted run's history and weights."""
+    split, values = _data(n=160), np.arange(4.0)
+    params = {**PARAMS, "epochs": 6, "amp": True}
+    quiet = dict(log=lambda m: None)
+    model = _model()
+    before = predict_proba(model, split.images, split.val, "cpu")
+    h_full = fit(model, split, params, AUG, values, tmp_path / "a.pt", seed=0, **quiet)
+    y = split.targets[split.val]
+    mae = lambda p: np.abs(p @ values - y).mean()
+    assert mae(predict_proba(model, split.images, split.val, "cpu")) < 0.5 * mae(before)
+
+    part = _model()
+    fit(part, split, {**params, "epochs": 3}, AUG, values, tmp_path / "b.pt", seed=0, **quiet)
+    resumed = _model(seed=5)
+    h_res = fit(resumed, split, params, AUG, values, tmp_path / "b.pt", seed=0, **quiet)
+    assert h_res["history"] == h_full["history"]
+    for (k, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_amp_is_resolved_per_device_and_keyed_only_when_on(tmp_path):
+    from cascade import config as C
+    from cascade.stages import plan as P
+
+    assert not P._amp(C.load(["device=cpu"])) and P._amp(C.load(["train.amp=on"]))
+    assert P._amp(C.load(["device=cuda"])) and not P._amp(C.load(["device=cuda", "train.amp=off"]))

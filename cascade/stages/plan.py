@@ -56,6 +56,14 @@ def _shared_settings(cfg: dict) -> dict:
             "adience_policy": cfg["data"]["adience_policy"], "trainer": TRAINER_VERSION}
 
 
+def _amp(cfg: dict) -> bool:
+    """train.amp resolved: auto means on exactly when training runs on CUDA."""
+    if cfg["train"]["amp"] != "auto":
+        return cfg["train"]["amp"] == "on"
+    import torch
+    return cfg["device"] == "cuda" or (cfg["device"] == "auto" and torch.cuda.is_available())
+
+
 def build(cfg: dict) -> Plan:
     home = C.cascade_home(cfg)
     bb = C.backbone_settings(cfg)
@@ -75,6 +83,8 @@ def build(cfg: dict) -> Plan:
     def child(kind: str, parent: Node, stage: str) -> Node:
         mode = C.stage_mode(cfg, kind == "target", parent.kind == "root")
         params = C.stage_params(cfg, stage, mode)
+        if _amp(cfg):                  # only when on: CPU keys stay what they were without AMP
+            params["amp"] = True
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": stable_hash(table(stage).manifest_records()),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}

@@ -71,7 +71,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
         progress: bool = False, desc: str = "", features: np.ndarray | None = None) -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
-    augment, select); leave in it the weights `select` names (the last epoch's, or the epoch with
+    augment, select, loss, amp); leave in it the weights `select` names (the last epoch's, or the epoch with
     the best validation loss / MAE); return the history.  `ckpt` is written after every epoch and
     resumed from when present.  `features`: the frozen body's output for every image, computed
     once by the caller and shared by many calls (mode a across the folds of a protocol)."""
@@ -93,11 +93,22 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         raise ValueError(f"select={select} needs a validation split (val_fraction > 0)")
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "history": [],
              "best_state": copy.deepcopy(model.state_dict()) if criterion else None}
+    # Mixed precision (`amp`): float16 with loss scaling on CUDA, bfloat16 on CPU (no scaling needed).
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    amp = bool(params.get("amp", False))
+    scaler = torch.amp.GradScaler("cuda") if amp and device_type == "cuda" else None
+
+    def autocast():
+        return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16,
+                              enabled=amp)
+
     if ckpt.exists():
         saved = safe_torch_load(ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
+        if scaler is not None and "scaler" in saved:
+            scaler.load_state_dict(saved["scaler"])
         state = saved["state"]
         log(f"resumed from {ckpt.name} after epoch {state['epoch']}")
 
@@ -133,14 +144,21 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         total, count = 0.0, 0
         for pos in _batches(order, params["batch_size"]):
             rows = split.train[pos]
-            logits = forward(rows, "train", pos, gen)
+            with autocast():
+                logits = forward(rows, "train", pos, gen)
             loss = loss_fn(logits.float(), targets[rows].to(device), values.to(device)).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             total += float(loss.detach()) * len(rows)
             count += len(rows)
-        val_loss, val_mae = _validate(model, split, forward, targets, values, loss_fn, device)
+        with autocast():
+            val_loss, val_mae = _validate(model, split, forward, targets, values, loss_fn, device)
         sched.step(val_loss)
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                   "val_mae": val_mae, "lr": opt.param_groups[0]["lr"]}
@@ -150,7 +168,8 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                          best_state=copy.deepcopy(model.state_dict()))
         state["epoch"] = epoch + 1
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict(), "state": state}, ckpt)
+                           "scheduler": sched.state_dict(), "state": state,
+                           **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
     if criterion:
