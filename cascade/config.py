@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,11 @@ def validate(cfg: dict) -> None:
     for key in ("seed", "jobs"):
         if cfg[key] < 0:
             raise ConfigError(f"{key}={cfg[key]} must be >= 0")
+    for stage, span in cfg["labels"].items():
+        m = re.fullmatch(r"(\d+)-(\d+)", str(span)) if span else None
+        if span and not (m and int(m[1]) < int(m[2])):
+            raise ConfigError(f"labels.{stage}={span!r}: expected an age span A-B with A < B (e.g. 0-100), "
+                              f"or empty for the dataset's own range")
 
 
 def _get(cfg: dict, key: str) -> Any:

@@ -289,3 +289,21 @@ def test_tune_runs_the_grid_once_and_resumes(home, capsys):
     assert main(target) == 0                                          # the target: first 2 LOPO folds
     [new] = set((home / "tune").iterdir()) - before
     assert json.loads((new / "lr0.01_bs16.json").read_text())["splits"] == 2
+
+
+def test_a_configured_label_space_is_used_and_keyed(home):
+    """labels.<stage>=A-B fixes the stage's classes (one per year of the span); the default keys
+    do not change, a span outside the data is a clear error."""
+    base = {n.label: n.key for n in P.build(_cfg(home, "stage=imdb")).nodes}
+    spanned = P.build(_cfg(home, "stage=imdb", "labels.imdb=0-100"))
+    assert spanned.nodes[1].params["classes"] == "0-100"
+    assert spanned.nodes[1].key != base["pretrained → imdb"]
+    assert P.build(_cfg(home, "stage=imdb")).nodes[1].key == base["pretrained → imdb"]
+    args = FAST + [f"home={home}", f"run.results_dir={home}/results", "stage=imdb", "target=fgnet",
+                   "stages.fgnet.protocol=hard-subjects", "run.prefixes=false", "--quiet"]
+    assert main(["run", *args, "labels.imdb=0-100"]) == 0
+    labels = json.loads((home / "stages" / spanned.nodes[1].key / "labels.json").read_text())
+    assert labels["lo"] == list(range(101))
+    assert main(["run", *args, "labels.fgnet=10-20"]) == 2          # FG-NET has ages 0-69
+    with pytest.raises(C.ConfigError, match="expected an age span A-B"):
+        _cfg(home, "labels.imdb=100-0")

@@ -127,12 +127,23 @@ class LabelSpace:
         return cls(tuple(d["lo"]), tuple(d["hi"]))
 
     @classmethod
-    def of(cls, table: DatasetTable) -> "LabelSpace":
+    def of(cls, table: DatasetTable, classes: str | None = None) -> "LabelSpace":
         """Integer ages min..max of the dataset when ages are exact (thesis: one class per year
-        of the stage dataset's range), else the dataset's ordered age groups."""
+        of the stage dataset's range), or the span `classes` ("A-B", `labels.<stage>`) when
+        given; else the dataset's ordered age groups."""
         f = table.frame
         if f["age"].notna().all():
-            ages = list(range(int(f["age_lo"].min()), int(f["age_hi"].max()) + 1))
+            lo, hi = int(f["age_lo"].min()), int(f["age_hi"].max())
+            if classes:
+                a, b = (int(x) for x in classes.split("-"))
+                if lo < a or hi > b:
+                    outside = int(((f["age_lo"] < a) | (f["age_hi"] > b)).sum())
+                    raise ValueError(f"{table.name}: labels={classes} but {outside} images have ages "
+                                     f"outside it (the data spans {lo}-{hi})")
+                lo, hi = a, b
+            ages = list(range(lo, hi + 1))
             return cls(tuple(ages), tuple(ages))
+        if classes:
+            raise ValueError(f"{table.name}: labels={classes} is for exact ages; this dataset has age groups")
         pairs = sorted({(int(a), int(b)) for a, b in zip(f["age_lo"], f["age_hi"])})
         return cls(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))

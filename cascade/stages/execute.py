@@ -129,7 +129,7 @@ class Runner:
             atomic_write_json(d.file("config.json"), node.info)
             log = _log_to(d.file("log.txt"))
             cache = self.cache(node.stage)
-            table, labels = cache.table, LabelSpace.of(cache.table)
+            table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
             p = node.params
             train, val = validation_split(table.frame["subject"].to_numpy(), p["val_fraction"],
@@ -153,7 +153,7 @@ class Runner:
                 return
             atomic_write_json(d.file("config.json"), node.info)
             cache = self.cache(node.stage)
-            table, labels = cache.table, LabelSpace.of(cache.table)
+            table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
             features = self.shared_features(node, d, cache, labels)
             jobs = []

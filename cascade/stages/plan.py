@@ -85,6 +85,8 @@ def build(cfg: dict) -> Plan:
         params = C.stage_params(cfg, stage, mode)
         if _amp(cfg):                  # only when on: CPU keys stay what they were without AMP
             params["amp"] = True
+        if cfg["labels"].get(stage):   # only when set: the default label space is the data's range
+            params["classes"] = cfg["labels"][stage]
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": stable_hash(table(stage).manifest_records()),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}

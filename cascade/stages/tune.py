@@ -62,7 +62,7 @@ def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
         if parent.kind == "train" and parent.chain == node.chain[:len(parent.chain)] and parent is not node:
             runner.run_train(parent)
     cache = runner.cache(node.stage)
-    labels = LabelSpace.of(cache.table)
+    labels = LabelSpace.of(cache.table, node.params.get("classes"))
     targets = labels.encode(cache.table.frame["age_lo"], cache.table.frame["age_hi"])
     splits = _splits(runner, node, t["folds"])
     key = stable_hash({"node": node.info, "folds": len(splits), "epochs": t["epochs"]})
