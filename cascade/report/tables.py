@@ -40,20 +40,29 @@ def row_metrics(pred: pd.DataFrame, exact_ages: bool, n_classes: int, seed: int)
             "Balanced acc.": s["balanced_accuracy"], "images": s["n_images"], "folds": s["n_folds"]}
 
 
-def run_table(plan: Plan) -> tuple[pd.DataFrame, list[str], str]:
-    cfg = plan.cfg
-    rows = []
+def target_predictions(plan: Plan) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """{configuration name: (predictions, labels.json)} of every finished target, read once for
+    the tables and the figures."""
+    out = {}
     for node in plan.targets:
         folder = plan.home / "stages" / node.key
-        pred = pd.read_csv(folder / "predictions.csv", dtype={"subject": str, "fold": str})
-        labels = json.loads((folder / "labels.json").read_text())
+        out["pretrained" + "".join(f" → {s}" for s in node.chain)] = (
+            pd.read_csv(folder / "predictions.csv", dtype={"subject": str, "fold": str}),
+            json.loads((folder / "labels.json").read_text()))
+    return out
+
+
+def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list[str], str]:
+    cfg = plan.cfg
+    preds = preds or target_predictions(plan)
+    rows = []
+    for node, (cascade, (pred, labels)) in zip(plan.targets, preds.items()):
         exact = labels["lo"] == labels["hi"]
         if not rows:            # every target shares the folds: one image-blind baseline row
             blind = pred.assign(pred_expected=pred["base_mean"], pred_class=pred["base_class"])
             rows.append({"configuration": "baseline: training-set mean age" if exact
                          else "baseline: commonest training group", "mode": "no image",
                          **row_metrics(blind, exact, len(labels["lo"]), cfg["seed"]), "stage key": "–"})
-        cascade = "pretrained" + "".join(f" → {s}" for s in node.chain)
         rows.append({"configuration": cascade, "mode": node.params["mode"],
                      **row_metrics(pred, exact, len(labels["lo"]), cfg["seed"]), "stage key": node.key})
     table = pd.DataFrame(rows)
@@ -92,7 +101,8 @@ def write_run(plan: Plan, out_dir: Path, settings: list[str] | None = None) -> t
     """Tables (Markdown, CSV, LaTeX, with the literature's reported rows where the thesis gives
     them) and figures of a finished plan under `out_dir/<run-id>/`.  `settings` (the key=value
     words of the run) go into run.json, so `cascade report` can rebuild the same plan."""
-    table, header, run_id = run_table(plan)
+    preds = target_predictions(plan)
+    table, header, run_id = run_table(plan, preds)
     folder = Path(out_dir) / run_id
     table.insert(len(table.columns) - 1, "status", "measured")
     if plan.cfg["target"] in ("fgnet", "adience"):
@@ -109,7 +119,7 @@ def write_run(plan: Plan, out_dir: Path, settings: list[str] | None = None) -> t
     atomic_write_text(folder / "table.tex", latex.to_latex(
         table, header, caption=f"{plan.cfg['target']}: cascade configurations ({run_id})",
         label=f"tab:{run_id}"))
-    figures = write_figures(plan, folder / "figures")
+    figures = write_figures(plan, preds, folder / "figures")
     atomic_write_json(folder / "run.json", {"header": header, "settings": settings or [],
                                             "stages": {n.label: n.key for n in plan.nodes},
                                             "figures": [str(p.relative_to(folder)) for p in figures],
@@ -135,17 +145,13 @@ def _confusion_table(pred: pd.DataFrame, labels: dict, path: Path, name: str) ->
     return path
 
 
-def write_figures(plan: Plan, folder: Path) -> list[Path]:
+def write_figures(plan: Plan, preds: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list[Path]:
     """The run's figures: per-fold MAE, error vs. age and cumulative scores for age targets
     (thesis Figures 10-12), a confusion heatmap per configuration for group targets (Table 6 /
     Figure 13), and the age distributions of the datasets in use (Figures 5-6)."""
     synthetic = any(t.synthetic for t in plan.tables.values())
-    preds, labels = {}, None
-    for node in plan.targets:
-        stage = plan.home / "stages" / node.key
-        preds["pretrained" + "".join(f" → {s}" for s in node.chain)] = pd.read_csv(
-            stage / "predictions.csv", dtype={"subject": str, "fold": str})
-        labels = json.loads((stage / "labels.json").read_text())
+    labels = next(iter(preds.values()))[1]
+    preds = {name: pred for name, (pred, _) in preds.items()}
     written: list[Path] = []
     if labels["lo"] == labels["hi"]:
         written += figures.fold_mae(preds, folder / "fold_mae", synthetic)
