@@ -132,8 +132,7 @@ class Runner:
             table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
             p = node.params
-            train, val = validation_split(table.frame["subject"].to_numpy(), p["val_fraction"],
-                                          self.cfg["seed"], by_subject=False)
+            train, val = stage_split(table.frame["subject"].to_numpy(), p, self.cfg["seed"])
             model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
             log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
             _set_threads(self.cfg, 1)
@@ -227,18 +226,35 @@ class FoldJob:
     features: str | None = None          # shared frozen-body features (mode a), memory-mapped
 
 
+def stage_split(subjects: np.ndarray, params: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """An intermediate stage's random train/validation split (thesis: 80/20, not by subject)."""
+    return validation_split(subjects, params["val_fraction"], seed, by_subject=False)
+
+
+def fold_seed(seed: int, name: str) -> int:
+    """Each fold's own seed (its validation subjects, new layers, batch order)."""
+    return int(stable_hash([seed, name], 8), 16)
+
+
+def fold_split(subjects: np.ndarray, train: np.ndarray, params: dict, seed: int,
+               name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's training rows split into train / validation by subject, with the fold's seed."""
+    tr, va = validation_split(subjects[train], params["val_fraction"], fold_seed(seed, name), by_subject=True)
+    return train[tr], train[va]
+
+
 def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     """Fine-tune from the parent on the fold's training subjects, predict its test subjects,
     write the predictions atomically.  Runs in a worker process."""
     _set_threads(job.cfg, jobs)
     out = Path(job.out)
-    seed = int(stable_hash([job.cfg["seed"], job.name], 8), 16)
+    seed = fold_seed(job.cfg["seed"], job.name)
     images = np.load(Path(job.cache) / "images.npy", mmap_mode="r")
-    tr, va = validation_split(job.subjects[job.train], job.params["val_fraction"], seed, by_subject=True)
+    train, val = fold_split(job.subjects, job.train, job.params, job.cfg["seed"], job.name)
     model = job.source.build(job.labels, job.cfg["seed"], head_seed=seed)
     feats = np.load(job.features, mmap_mode="r") if job.features else None
     ckpt = out.with_suffix(".ckpt.pt")
-    history = fit(model, Split(images, job.targets, job.train[tr], job.train[va]), job.params,
+    history = fit(model, Split(images, job.targets, train, val), job.params,
                   job.cfg["augment"], job.labels.values, ckpt, seed, _device(job.cfg),
                   log=lambda m: None, progress=False, features=feats)
     atomic_write_json(out.with_suffix(".history.json"), history)

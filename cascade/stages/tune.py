@@ -19,9 +19,8 @@ import pandas as pd
 from cascade import config as C
 from cascade.data.datasets import LabelSpace
 from cascade.protocols import folds as protocol_folds
-from cascade.protocols import validation_split
 from cascade.stages import plan as P
-from cascade.stages.execute import Runner, _device, _set_threads, model_source
+from cascade.stages.execute import Runner, _device, _set_threads, fold_split, model_source, stage_split
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 from cascade.train.trainer import Split, fit
 
@@ -41,12 +40,9 @@ def _splits(runner: Runner, node: P.Node, n_folds: int) -> list[tuple[np.ndarray
     cfg, frame = runner.cfg, runner.cache(node.stage).table.frame
     subjects = frame["subject"].to_numpy()
     if node.kind == "train":
-        return [validation_split(subjects, node.params["val_fraction"], cfg["seed"], by_subject=False)]
-    out = []
-    for _, train, _ in protocol_folds(frame, node.info["protocol"], cfg["seed"])[:n_folds]:
-        tr, va = validation_split(subjects[train], node.params["val_fraction"], cfg["seed"], by_subject=True)
-        out.append((train[tr], train[va]))
-    return out
+        return [stage_split(subjects, node.params, cfg["seed"])]
+    return [fold_split(subjects, train, node.params, cfg["seed"], name)      # the folds' own splits
+            for name, train, _ in protocol_folds(frame, node.info["protocol"], cfg["seed"])[:n_folds]]
 
 
 def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
