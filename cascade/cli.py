@@ -8,8 +8,12 @@
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
     cascade tune [tune.stage=S] [key=value ...]
-    cascade features STAGE [layer=... pooling=...]                        (issue #8)
-    cascade regress STAGE [protocol=lopo engine=autosklearn] [--jobs N]   (issue #8)
+    cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
+    cascade regress STAGE [STAGE ...] [engine=autosklearn|ridge|svr|gbr|rf protocol=lopo
+                    modes=last:max,first:max,last:none folds=N] [--jobs N] [key=value ...]
+    cascade regress --setup-engine autosklearn         (builds auto-sklearn's own environment once)
+
+STAGE is `pretrained` (the face-recognition weights) or a cascade prefix such as `imdb,agedb`.
 """
 from __future__ import annotations
 
@@ -19,13 +23,12 @@ import sys
 from pathlib import Path
 
 from cascade import config as C
+from cascade.regress.engine_env import EngineError
 from cascade.stages import FoldsFailed
 
-#: Sub-commands whose grammar is fixed but whose work lands with a later issue.
-PENDING = {
-    "features": "issue #8 (pooled CNN features -> regressors)",
-    "regress": "issue #8 (pooled CNN features -> regressors)",
-}
+#: Short settings of `features` / `regress` (`layer=first` is `features.layer=first`).
+SHORT = {"layer": "features.layer", "pooling": "features.pooling", "engine": "regress.engine",
+         "protocol": "regress.protocol", "modes": "regress.modes", "folds": "regress.folds"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,13 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--preprocessing", default=None,
                    help="backbone | imagenet | vggface2-bgr | vggface2-rgb | vggface-rgb | JSON (default: the format's)")
     f = sub.add_parser("features", help="pooled CNN features of a stage (layer=last|first pooling=max|avg|none)")
-    f.add_argument("stage")
-    f.add_argument("settings", nargs="*", metavar="key=value")
+    f.add_argument("settings", nargs="+", metavar="STAGE | key=value")
+    f.add_argument("--quiet", action="store_true")
     r = sub.add_parser("regress", help="regressors on pooled features under a protocol (engine=autosklearn|ridge|...)")
-    r.add_argument("stage")
-    r.add_argument("settings", nargs="*", metavar="key=value")
-    r.add_argument("--jobs", type=int, default=1)
-    r.add_argument("--setup-engine")
+    r.add_argument("settings", nargs="*", metavar="STAGE | key=value")
+    r.add_argument("--jobs", type=int, help="folds fitted in parallel (default: one per core)")
+    r.add_argument("--setup-engine", choices=["autosklearn"],
+                   help="build auto-sklearn's own environment (once; then exit unless STAGEs are given)")
+    r.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="tables and figures of finished runs -> results/<run-id>/")
     rep.add_argument("runs", nargs="+")
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
@@ -111,9 +115,58 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     return 0
 
 
+def _stages_and_settings(words: list[str]) -> tuple[list[str], list[str]]:
+    """STAGE words and key=value settings in any order; the short names in SHORT expanded."""
+    stages = [w for w in words if "=" not in w]
+    settings = [w for w in words if "=" in w]
+    return stages, [SHORT.get(w.split("=", 1)[0], w.split("=", 1)[0]) + "=" + w.split("=", 1)[1] for w in settings]
+
+
+def cmd_features(words: list[str], quiet: bool) -> int:
+    from cascade.regress.features import Mode, extract
+    from cascade.regress.run import stage_extractor
+    from cascade.stages.execute import _device
+
+    stages, settings = _stages_and_settings(words)
+    if len(stages) != 1:
+        raise C.ConfigError(f"cascade features takes one STAGE (pretrained or a chain like imdb,agedb); got {stages}")
+    cfg = C.load(settings)
+    _, node, model, cache = stage_extractor(cfg, stages[0], not quiet)
+    f = cfg["features"]
+    feats = extract(model, cache, Mode(f["layer"], f["pooling"]), node.key, node.label, C.cascade_home(cfg),
+                    _device(cfg), f["batch_size"], f["max_gb"], not quiet)
+    print(f"{node.label} [{f['layer']}:{f['pooling']}]: features {tuple(feats.array.shape)} of "
+          f"{feats.meta['dataset']} at {feats.path}/features.npy (rows in index.csv)")
+    return 0
+
+
+def cmd_regress(words: list[str], jobs: int | None, setup_engine: str | None, quiet: bool,
+                out_dir: Path | None = None) -> int:
+    """Regressors on pooled features of each STAGE under the target's protocol (thesis Table 5)."""
+    from cascade.regress import engine_env
+    from cascade.regress.run import regress
+    from cascade.report import regression
+
+    stages, settings = _stages_and_settings(words)
+    cfg = C.load(settings + ([f"jobs={jobs}"] if jobs is not None else []))
+    if setup_engine:
+        print(f"auto-sklearn environment ready at {engine_env.setup(cfg, quiet=quiet)}")
+        if not stages:
+            return 0
+    if not stages:
+        raise C.ConfigError("cascade regress needs at least one STAGE (pretrained, or a chain like imdb,agedb)")
+    table, header, details = regress(cfg, stages, progress=not quiet)
+    md, folder = regression.write(cfg, table, header, details,
+                                  out_dir or Path(cfg["run"]["results_dir"]), words)
+    print(md)
+    print(f"written to {folder}/")
+    return 0
+
+
 def cmd_report(runs: list[str]) -> int:
     """Rebuild the tables and figures of finished runs from their run.json (the settings they
     were made with) and the stage store; nothing is trained."""
+    from cascade.report import regression
     from cascade.report.tables import write_run
     from cascade.stages import plan as P
 
@@ -122,6 +175,10 @@ def cmd_report(runs: list[str]) -> int:
         meta = folder / "run.json"
         if not meta.exists():
             raise FileNotFoundError(f"{meta}: not a results folder (expected results/<run-id>/run.json)")
+        words = regression.words_of(folder)
+        if words is not None:                  # every fold is stored: this refits nothing
+            cmd_regress(words, None, None, True, folder.parent)
+            continue
         settings = json.loads(meta.read_text())["settings"]
         cfg = C.load(settings)
         plan = P.build(cfg)
@@ -210,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             print((folder / "table.md").read_text())
             print(f"written to {folder}/")
             return 0
-        print(f"cascade {args.command}: not implemented yet — tracked in {PENDING[args.command]}.",
-              file=sys.stderr)
-        return 2
-    except (C.ConfigError, FileNotFoundError, ValueError) as exc:
+        if args.command == "features":
+            return cmd_features(args.settings, args.quiet)
+        if args.command == "regress":
+            return cmd_regress(args.settings, args.jobs, args.setup_engine, args.quiet)
+        raise AssertionError(f"unhandled command {args.command}")
+    except (C.ConfigError, FileNotFoundError, ValueError, EngineError) as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)
         return 2
     except FoldsFailed as exc:

@@ -53,6 +53,8 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
     """Enumerated leaves and their valid values (registries are the source of truth)."""
     from cascade.models.backbones import BACKBONES
     from cascade.protocols import protocol_names
+    from cascade.regress.engines import ENGINES
+    from cascade.regress.features import LAYERS, POOLINGS
 
     stage_names = tuple(k for k in cfg["stages"] if k != "head_only")
     return {
@@ -74,6 +76,11 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         **{f"stages.{s}.split": ("holdout",) for s in stage_names if "split" in cfg["stages"][s]},
         **{f"stages.{s}.select": SELECT for s in cfg["stages"]},
         "tune.stage": ("",) + stage_names,
+        "features.layer": LAYERS,
+        "features.pooling": POOLINGS,
+        "regress.engine": ENGINES,
+        "regress.protocol": ("",) + protocol_names(),
+        "regress.metric": ("r2", "mean_absolute_error"),
     }
 
 
@@ -176,9 +183,12 @@ def validate(cfg: dict) -> None:
             continue
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid; valid values: {', '.join(valid)}")
-    for key in ("seed", "jobs"):
-        if cfg[key] < 0:
-            raise ConfigError(f"{key}={cfg[key]} must be >= 0")
+    for key in ("seed", "jobs", "regress.folds", "regress.time_left", "regress.per_run_time", "regress.memory_mb"):
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key}={_get(cfg, key)} must be >= 0")
+    from cascade.regress.features import Mode
+    for mode in cfg["regress"]["modes"]:
+        Mode.parse(mode)
     for stage, span in cfg["labels"].items():
         m = re.fullmatch(r"(\d+)-(\d+)", str(span)) if span else None
         if span and not (m and int(m[1]) < int(m[2])):

@@ -225,6 +225,9 @@ class FoldJob:
     source: ModelSource
     features: str | None = None          # shared frozen-body features (mode a), memory-mapped
 
+    def run(self, jobs: int) -> None:
+        run_fold(self, jobs, False)
+
 
 def stage_split(subjects: np.ndarray, params: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """An intermediate stage's random train/validation split (thesis: 80/20, not by subject)."""
@@ -276,21 +279,24 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     ckpt.unlink(missing_ok=True)
 
 
-def _attempt(job: FoldJob, jobs: int) -> str | None:
-    """Run a fold, retrying once; return the error text if both attempts fail."""
+def _attempt(job, jobs: int) -> str | None:
+    """Run a fold (anything with `.name` and `.run(jobs)`), retrying once; return the error text
+    if both attempts fail."""
     err = None
     for _ in range(2):
         try:
-            run_fold(job, jobs, False)
+            job.run(jobs)
             return None
         except Exception:
             err = traceback.format_exc(limit=3)
     return err
 
 
-def run_folds(jobs: list[FoldJob], cfg: dict, progress: bool, desc: str) -> dict[str, str]:
+def run_folds(jobs: list, cfg: dict, progress: bool, desc: str) -> dict[str, str]:
     """Run the folds (loky processes here, or a dask.distributed cluster); {fold: error} of
-    those that failed twice.  Each fold writes its own file, so the order they end in is free."""
+    those that failed twice.  Each fold writes its own file, so the order they end in is free.
+    A job is anything picklable with `.name` and `.run(jobs)`: a fine-tuning fold (FoldJob) or
+    a regressor fold (cascade.regress.run)."""
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
