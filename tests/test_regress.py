@@ -202,3 +202,12 @@ def test_autosklearn_fits_a_real_ensemble_per_fold(home, tmp_path_factory, capsy
         assert fold["engine"] == "auto-sklearn 0.15.0" and "Number of target algorithm runs" in fold["statistics"]
         assert sum(m["weight"] for m in fold["models"]) == pytest.approx(1.0)
         assert all(m["class"] for m in fold["models"])
+
+
+def test_features_command_prints_the_stored_array(home, capsys):
+    assert main(["features", "imdb", *FAST, f"home={home}", "layer=first", "pooling=avg", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained → imdb [first:avg]: features (164, 16) of fgnet" in out
+    path = Path(out.split(" at ")[1].split()[0])
+    assert np.load(path, mmap_mode="r").shape == (164, 16)
+    assert main(["features", "pretrained", "imdb", *FAST, f"home={home}"]) == 2        # one STAGE
