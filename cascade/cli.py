@@ -7,6 +7,7 @@
     cascade data inspect NAME [key=value ...] [--listing-only]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
+    cascade ensemble RUN RUN [RUN ...] [--out DIR]
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
     cascade regress STAGE [STAGE ...] [engine=autosklearn|ridge|svr|gbr|rf protocol=lopo
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="tables and figures of finished runs -> results/<run-id>/")
     rep.add_argument("runs", nargs="+")
+    e = sub.add_parser("ensemble", help="average the class probabilities of finished runs (same test images)")
+    e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`")
+    e.add_argument("--out", type=Path, default=Path("results"), help="where results/<ensemble-id>/ goes")
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
     t.add_argument("settings", nargs="*", metavar="key=value")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -179,6 +183,12 @@ def cmd_report(runs: list[str]) -> int:
         if words is not None:                  # every fold is stored: this refits nothing
             cmd_regress(words, None, None, True, folder.parent)
             continue
+        ens = json.loads(meta.read_text())
+        if ens.get("command") == "ensemble":
+            from cascade.report.ensemble import ensemble
+            ensemble(ens["runs"], folder.parent)
+            print(f"{run}: rebuilt")
+            continue
         settings = json.loads(meta.read_text())["settings"]
         cfg = C.load(settings)
         plan = P.build(cfg)
@@ -251,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "report":
             return cmd_report(args.runs)
+        if args.command == "ensemble":
+            from cascade.report.ensemble import ensemble
+            md, folder = ensemble(args.runs, args.out)
+            print(md)
+            print(f"written to {folder}/")
+            return 0
         if args.command == "weights":
             from cascade.models.importers import import_weights, parse_preprocessing
 

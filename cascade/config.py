@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "data.crop": ("auto", "box", "mtcnn", "none"),
         "data.no_face": ("quarantine", "centre"),
         "data.face_select": ("central", "probability"),
+        "data.outside_labels": ("error", "drop"),
         "head.reinit": ("output", "all"),
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
         **{f"stages.{s}.split": ("holdout",) for s in stage_names if "split" in cfg["stages"][s]},
@@ -189,11 +189,15 @@ def validate(cfg: dict) -> None:
     from cascade.regress.features import Mode
     for mode in cfg["regress"]["modes"]:
         Mode.parse(mode)
-    for stage, span in cfg["labels"].items():
-        m = re.fullmatch(r"(\d+)-(\d+)", str(span)) if span else None
-        if span and not (m and int(m[1]) < int(m[2])):
-            raise ConfigError(f"labels.{stage}={span!r}: expected an age span A-B with A < B (e.g. 0-100), "
-                              f"or empty for the dataset's own range")
+    from cascade.data.datasets import label_ranges
+    for stage, spec in cfg["labels"].items():
+        try:
+            if spec:                   # equal:W takes its range from the data: checked with a stand-in
+                label_ranges(str(spec), 0, 1)
+        except ValueError as exc:
+            raise ConfigError(f"labels.{stage}: {exc}. Valid: an age span A-B (one class per year), "
+                              f"bins:A-B,C-D,... (ranges), equal:W or equal:W:A-B (W-year ranges), or empty "
+                              f"for the dataset's own range") from None
 
 
 def _get(cfg: dict, key: str) -> Any:

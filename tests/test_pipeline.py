@@ -305,5 +305,5 @@ def test_a_configured_label_space_is_used_and_keyed(home):
     labels = json.loads((home / "stages" / spanned.nodes[1].key / "labels.json").read_text())
     assert labels["lo"] == list(range(101))
     assert main(["run", *args, "labels.fgnet=10-20"]) == 2          # FG-NET has ages 0-69
-    with pytest.raises(C.ConfigError, match="expected an age span A-B"):
+    with pytest.raises(C.ConfigError, match="not an age range A-B"):
         _cfg(home, "labels.imdb=100-0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -
         options["policy"] = cfg["data"]["adience_policy"]
     table = load(loader, dataset_root(cfg, name, home), **options)
     table.name = name
+    spec = cfg["labels"].get(name)
+    if spec and cfg["data"]["outside_labels"] == "drop":
+        outside = outside_labels(table, spec)
+        table.report.drop(f"age outside labels.{name}={spec}", int(outside.sum()))
+        table.frame = table.frame[~outside].reset_index(drop=True)
     cap = cfg["data"]["max_images"]
     if cap and len(table) > cap:
         rng = np.random.default_rng(cfg["seed"])
@@ -95,6 +101,57 @@ def crop_settings(cfg: dict, table: DatasetTable) -> dict:
     return out
 
 
+def label_ranges(spec: str, lo: int | None = None, hi: int | None = None) -> list[tuple[int, int]]:
+    """The classes a `labels.<stage>` value stands for, as age ranges ordered by age:
+
+    * `A-B`: one class per year from A to B (the thesis's rule over a fixed span);
+    * `bins:0-2,3-9,10-19`: those ranges (sorted by their lower bound, never by text);
+    * `equal:W` / `equal:W:A-B`: W-year ranges from A (default: the data's youngest age, rounded
+      down to a multiple of W) up to B (default: the data's oldest age).
+
+    Why ranges: the related studies classify over age ranges (UTKFace, IMDB-WIKI), and keeping
+    classes as ordered ranges keeps class-index MAE, 1-off and the expected value meaningful."""
+    def span(text: str) -> tuple[int, int]:
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+        if not m or int(m[1]) > int(m[2]):
+            raise ValueError(f"labels {spec!r}: {text!r} is not an age range A-B with A <= B")
+        return int(m[1]), int(m[2])
+
+    if spec.startswith("bins:"):
+        ranges = sorted(span(t) for t in spec[5:].split(",") if t.strip())
+        for (a, b), (c, d) in zip(ranges, ranges[1:]):
+            if c <= b:
+                raise ValueError(f"labels {spec!r}: ranges {a}-{b} and {c}-{d} overlap")
+        if len(ranges) < 2:
+            raise ValueError(f"labels {spec!r}: give at least two ranges")
+        return ranges
+    if spec.startswith("equal:"):
+        width, _, given = spec[6:].partition(":")
+        if not width.isdigit() or int(width) < 1:
+            raise ValueError(f"labels {spec!r}: expected equal:W or equal:W:A-B with a width W >= 1")
+        w = int(width)
+        if given:
+            lo, hi = span(given)
+        elif lo is None:
+            raise ValueError(f"labels {spec!r}: the data's age range is needed (or give equal:W:A-B)")
+        else:
+            lo = lo // w * w
+        return [(a, min(a + w - 1, hi)) for a in range(lo, hi + 1, w)]
+    a, b = span(spec)
+    if a == b:
+        raise ValueError(f"labels {spec!r}: an age span A-B needs A < B (e.g. 0-100)")
+    return [(age, age) for age in range(a, b + 1)]
+
+
+def outside_labels(table: DatasetTable, spec: str) -> np.ndarray:
+    """Rows whose age (range) lies in none of the classes of `spec`."""
+    f = table.frame
+    ranges = label_ranges(spec, int(f["age_lo"].min()), int(f["age_hi"].max()))
+    lo, hi = f["age_lo"].to_numpy()[:, None], f["age_hi"].to_numpy()[:, None]
+    inside = (lo >= np.array([r[0] for r in ranges])) & (hi <= np.array([r[1] for r in ranges]))
+    return ~inside.any(1)
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelSpace:
     """Ordered classes (youngest first), each standing for an age range [lo, hi]; `values` are
@@ -115,8 +172,16 @@ class LabelSpace:
         return len(self.lo)
 
     def encode(self, age_lo: np.ndarray, age_hi: np.ndarray) -> np.ndarray:
-        index = {(lo, hi): i for i, (lo, hi) in enumerate(zip(self.lo, self.hi))}
-        return np.array([index[(int(a), int(b))] for a, b in zip(age_lo, age_hi)], dtype=np.int64)
+        """The class of each label: the class range that contains the label's age range."""
+        lo, hi = np.asarray(age_lo)[:, None], np.asarray(age_hi)[:, None]
+        exact = (lo == np.asarray(self.lo)) & (hi == np.asarray(self.hi))
+        inside = np.where(exact.any(1, keepdims=True), exact, (lo >= np.asarray(self.lo)) & (hi <= np.asarray(self.hi)))
+        missing = ~inside.any(1)
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise ValueError(f"{int(missing.sum())} labels lie in no class (e.g. age {int(lo[i, 0])}-{int(hi[i, 0])}; "
+                             f"classes {self.lo[0]}-{self.hi[0]} ... {self.lo[-1]}-{self.hi[-1]})")
+        return inside.argmax(1).astype(np.int64)
 
     def to_json(self) -> str:
         return json.dumps({"lo": self.lo, "hi": self.hi})
@@ -128,22 +193,22 @@ class LabelSpace:
 
     @classmethod
     def of(cls, table: DatasetTable, classes: str | None = None) -> "LabelSpace":
-        """Integer ages min..max of the dataset when ages are exact (thesis: one class per year
-        of the stage dataset's range), or the span `classes` ("A-B", `labels.<stage>`) when
-        given; else the dataset's ordered age groups."""
+        """The classes `classes` (`labels.<stage>`, see :func:`label_ranges`) when given; else
+        integer ages min..max of the dataset when ages are exact (thesis: one class per year of
+        the stage dataset's range), or the dataset's ordered age groups."""
         f = table.frame
-        if f["age"].notna().all():
-            lo, hi = int(f["age_lo"].min()), int(f["age_hi"].max())
-            if classes:
-                a, b = (int(x) for x in classes.split("-"))
-                if lo < a or hi > b:
-                    outside = int(((f["age_lo"] < a) | (f["age_hi"] > b)).sum())
-                    raise ValueError(f"{table.name}: labels={classes} but {outside} images have ages "
-                                     f"outside it (the data spans {lo}-{hi})")
-                lo, hi = a, b
-            ages = list(range(lo, hi + 1))
-            return cls(tuple(ages), tuple(ages))
         if classes:
-            raise ValueError(f"{table.name}: labels={classes} is for exact ages; this dataset has age groups")
+            outside = outside_labels(table, classes)
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                raise ValueError(f"{table.name}: labels={classes} but {int(outside.sum())} images have ages in "
+                                 f"none of its classes (e.g. {f['path'].iloc[i]}: age {int(f['age_lo'].iloc[i])}-"
+                                 f"{int(f['age_hi'].iloc[i])}; the data spans {int(f['age_lo'].min())}-"
+                                 f"{int(f['age_hi'].max())}); data.outside_labels=drop removes them, counted")
+            ranges = label_ranges(classes, int(f["age_lo"].min()), int(f["age_hi"].max()))
+            return cls(tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
+        if f["age"].notna().all():
+            ages = list(range(int(f["age_lo"].min()), int(f["age_hi"].max()) + 1))
+            return cls(tuple(ages), tuple(ages))
         pairs = sorted({(int(a), int(b)) for a, b in zip(f["age_lo"], f["age_hi"])})
         return cls(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))

@@ -159,6 +159,16 @@ def row(pred: pd.DataFrame, seed: int) -> dict:
             "images": s["n_images"], "folds": s["n_folds"]}
 
 
+def ensemble_summary(models: dict) -> str:
+    """How much auto-sklearn found per fold: the ensemble size, and the folds where its budget
+    bought nothing but the dummy regressor (a number from those is "predict the mean")."""
+    members = [fold.get("models") for fold in models.values()]
+    if not all(members):
+        return "one pipeline per fold"
+    dummy = sum(all(m["class"] == "MyDummyRegressor" for m in ms) for ms in members)
+    return f"median {np.median([len(ms) for ms in members]):g} models per fold; dummy only in {dummy}/{len(members)} folds"
+
+
 def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.DataFrame, list[str], dict]:
     """Every (stage, feature mode) under the protocol; the table rows, its header, and the
     predictions and model descriptions per row (for figures and the results folder)."""
@@ -178,7 +188,7 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
             rows.append({"feature extractor": label, "layer": mode.layer, "pooling": mode.pooling,
                          "dims": feats.meta["shape"][1], **row(pred, cfg["seed"]),
                          "engine": engine["name"], "engine version": engine["version"],
-                         "budget": engine["budget"], "seed": cfg["seed"],
+                         "budget": engine["budget"], "fitted": ensemble_summary(models), "seed": cfg["seed"],
                          "stage key": node.key})
             details[name] = {"predictions": pred, "models": models, "features": feats.meta}
     synthetic = any(t.synthetic for t in tables.values())

@@ -23,10 +23,17 @@ def _fmt(x: float, nd: int = 2) -> str:
     return "–" if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
-def row_metrics(pred: pd.DataFrame, exact_ages: bool, n_classes: int, seed: int) -> dict:
+def _pct(mean: float, std: float) -> str:
+    """A share in percent as mean ± std over folds (the std only where there are several folds)."""
+    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+
+
+def row_metrics(pred: pd.DataFrame, labels: dict, seed: int) -> dict:
     """Age targets: expected-value MAE and the thesis Table 4 columns.  Group targets (Adience):
-    exact and 1-off accuracy of the argmax group, mean ± std over folds."""
-    if exact_ages:
+    exact and 1-off accuracy of the argmax group, mean ± std over folds.  Age ranges over images
+    whose exact age is known (`labels.<stage>=bins:...`): the group columns plus quadratic kappa,
+    class-index MAE and the MAE in years of the expected bin centre."""
+    if labels["lo"] == labels["hi"]:
         s = M.regression_summary(pred["true_value"], pred["pred_expected"], pred["fold"],
                                  pred["subject"], seed=seed)
         return {"MAE": s["mae_pooled"], "MAE (fold mean)": s["mae_fold_mean"],
@@ -34,10 +41,14 @@ def row_metrics(pred: pd.DataFrame, exact_ages: bool, n_classes: int, seed: int)
                 "Upper Q": s["fold_mae_q3"], "95% CI (subject bootstrap)":
                     f"[{_fmt(s['boot_ci_low'])}, {_fmt(s['boot_ci_high'])}]",
                 "CS@5": s["cs5"], "images": s["n_images"], "folds": s["n_folds"]}
-    s = M.classification_summary(pred["true_class"], pred["pred_class"], pred["fold"], n_classes)
-    return {"Accuracy": f"{100 * s['accuracy_fold_mean']:.2f} ± {100 * s['accuracy_fold_std']:.2f}",
-            "1-off": f"{100 * s['one_off_fold_mean']:.2f} ± {100 * s['one_off_fold_std']:.2f}",
-            "Balanced acc.": s["balanced_accuracy"], "images": s["n_images"], "folds": s["n_folds"]}
+    s = M.classification_summary(pred["true_class"], pred["pred_class"], pred["fold"], len(labels["lo"]))
+    row = {"Accuracy": _pct(s["accuracy_fold_mean"], s["accuracy_fold_std"]),
+           "1-off": _pct(s["one_off_fold_mean"], s["one_off_fold_std"]),
+           "Balanced acc.": s["balanced_accuracy"]}
+    if "true_age" in pred and pred["true_age"].notna().all():
+        row.update({"κ (quadratic)": s["kappa_quadratic"], "class MAE": s["class_mae"],
+                    "MAE (years, bin centres)": M.mae_pooled(pred["true_age"], pred["pred_expected"])})
+    return {**row, "images": s["n_images"], "folds": s["n_folds"]}
 
 
 def target_predictions(plan: Plan) -> dict[str, tuple[pd.DataFrame, dict]]:
@@ -62,9 +73,9 @@ def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list
             blind = pred.assign(pred_expected=pred["base_mean"], pred_class=pred["base_class"])
             rows.append({"configuration": "baseline: training-set mean age" if exact
                          else "baseline: commonest training group", "mode": "no image",
-                         **row_metrics(blind, exact, len(labels["lo"]), cfg["seed"]), "stage key": "–"})
+                         **row_metrics(blind, labels, cfg["seed"]), "stage key": "–"})
         rows.append({"configuration": cascade, "mode": node.params["mode"],
-                     **row_metrics(pred, exact, len(labels["lo"]), cfg["seed"]), "stage key": node.key})
+                     **row_metrics(pred, labels, cfg["seed"]), "stage key": node.key})
     table = pd.DataFrame(rows)
     synthetic = any(t.synthetic for t in plan.tables.values())
     target = plan.targets[0]

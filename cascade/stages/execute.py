@@ -161,7 +161,8 @@ class Runner:
                 if not out.exists():
                     jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
                                         table.frame["subject"].to_numpy(), labels, node.params,
-                                        self.cfg, model_source(self.plan, node.parent), features))
+                                        self.cfg, model_source(self.plan, node.parent), features,
+                                        table.frame["age"].to_numpy(float)))
             errors = run_folds(jobs, self.cfg, self.progress, node.label)
             if errors:
                 for name, err in errors.items():
@@ -224,6 +225,7 @@ class FoldJob:
     cfg: dict
     source: ModelSource
     features: str | None = None          # shared frozen-body features (mode a), memory-mapped
+    ages: np.ndarray | None = None       # exact ages (NaN for group labels): MAE in years under age bins
 
     def run(self, jobs: int) -> None:
         run_fold(self, jobs, False)
@@ -267,6 +269,7 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     frame = pd.DataFrame({
         "row": job.test, "subject": job.subjects[job.test], "fold": job.name,
         "true_class": job.targets[job.test], "true_value": values[job.targets[job.test]],
+        "true_age": job.ages[job.test] if job.ages is not None else np.nan,
         "pred_expected": probs @ values, "pred_argmax": values[probs.argmax(1)],
         "pred_median": values[(cum >= 0.5).argmax(1)], "pred_class": probs.argmax(1),
         # image-blind baselines from the fold's training labels: every table shows how far the

@@ -1,0 +1,103 @@
+"""`cascade ensemble RUN RUN ...`: average the class probabilities of finished runs over the
+same test images and report the ensemble beside its members (e.g. the VGG-19 + ResNet ensemble
+of ../shared/papers/003_27229cee134be5db.txt).
+
+Why the checks: an average is only meaningful over the same images, folds and classes; members
+that differ in any of them are refused with what differs, never silently aligned.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cascade import config as C
+from cascade.report import latex
+from cascade.report.tables import row_metrics, target_predictions, to_markdown
+from cascade.stages import plan as P
+from cascade.store import atomic_write_json, atomic_write_text, stable_hash
+
+KEY = ["path", "fold"]
+
+
+def member(run: Path) -> tuple[str, pd.DataFrame, dict, P.Plan]:
+    """The full cascade's predictions of a finished `cascade run` results folder."""
+    meta = Path(run) / "run.json"
+    if not meta.exists():
+        raise FileNotFoundError(f"{meta}: not a results folder of `cascade run`")
+    settings = json.loads(meta.read_text()).get("settings")
+    if settings is None:
+        raise ValueError(f"{run}: not a `cascade run` results folder (no settings in run.json)")
+    plan = P.build(C.load(settings))
+    missing = [n.label for n in plan.targets if P.status(plan, n) != "cached"]
+    if missing:
+        raise FileNotFoundError(f"{run}: stages not finished in {plan.home}: {', '.join(missing)}")
+    name, (pred, labels) = list(target_predictions(plan).items())[-1]
+    return f"{Path(run).name}: {plan.cfg['backbone']} {name}", pred, labels, plan
+
+
+def average(preds: list[pd.DataFrame], labels: dict) -> pd.DataFrame:
+    """Mean class probabilities of aligned members, with the decision rules recomputed."""
+    probs = [f"p{i}" for i in range(len(labels["lo"]))]
+    first = preds[0].sort_values(KEY).reset_index(drop=True)
+    mean = np.mean([p.sort_values(KEY)[probs].to_numpy() for p in preds], axis=0)
+    values = (np.asarray(labels["lo"], float) + np.asarray(labels["hi"], float)) / 2
+    cum = mean.cumsum(1)
+    out = first.copy()
+    out[probs] = mean
+    out["pred_expected"] = mean @ values
+    out["pred_class"] = mean.argmax(1)
+    out["pred_argmax"] = values[out["pred_class"]]
+    out["pred_median"] = values[(cum >= 0.5).argmax(1)]
+    return out
+
+
+def check_aligned(members: list[tuple[str, pd.DataFrame, dict, P.Plan]]) -> None:
+    name0, pred0, labels0, _ = members[0]
+    keys0 = set(map(tuple, pred0[KEY].astype(str).to_numpy()))
+    for name, pred, labels, _ in members[1:]:
+        if labels != labels0:
+            raise ValueError(f"ensemble: {name} classifies over other classes than {name0}")
+        keys = set(map(tuple, pred[KEY].astype(str).to_numpy()))
+        if keys != keys0:
+            raise ValueError(f"ensemble: {name} and {name0} differ in {len(keys ^ keys0)} (image, fold) pairs; "
+                             f"members must predict the same test images under the same folds")
+        truth = pred.sort_values(KEY)["true_class"].to_numpy()
+        if not np.array_equal(truth, pred0.sort_values(KEY)["true_class"].to_numpy()):
+            raise ValueError(f"ensemble: {name} and {name0} disagree on the true labels")
+
+
+def ensemble(runs: list[str], out_dir: Path) -> tuple[str, Path]:
+    if len(runs) < 2:
+        raise ValueError("cascade ensemble needs at least two finished runs")
+    members = [member(Path(r)) for r in runs]
+    check_aligned(members)
+    labels, seed = members[0][2], members[0][3].cfg["seed"]
+    ens = average([m[1] for m in members], labels)
+    rows = [{"configuration": name, "members": 1, **row_metrics(pred, labels, seed)}
+            for name, pred, _, _ in members]
+    rows.append({"configuration": f"ensemble: mean probabilities of {len(members)}", "members": len(members),
+                 **row_metrics(ens, labels, seed)})
+    table = pd.DataFrame(rows)
+    plan = members[0][3]
+    synthetic = any(t.synthetic for m in members for t in m[3].tables.values())
+    header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`, "
+              f"the same {table['folds'].iloc[0]} folds and {table['images'].iloc[0]} test images for every member",
+              "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
+              if synthetic else "Data: user-supplied datasets (data.root.*)",
+              "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
+              "argmax) applied to the average",
+              *[f"Member {name}: seed {m.cfg['seed']}, weights {m.nodes[0].info['weights']}"
+                for name, _, _, m in members]]
+    rid = "ensemble-" + stable_hash(sorted(Path(r).name for r in runs), 8)
+    folder = Path(out_dir) / rid
+    md = f"# Ensemble {rid}\n\n" + to_markdown(table, header)
+    atomic_write_text(folder / "table.md", md)
+    atomic_write_text(folder / "table.csv", table.to_csv(index=False))
+    atomic_write_text(folder / "table.tex", latex.to_latex(table, header, caption=f"Ensemble ({rid})",
+                                                           label=f"tab:{rid}"))
+    atomic_write_text(folder / "predictions.csv", ens.to_csv(index=False))
+    atomic_write_json(folder / "run.json", {"command": "ensemble", "runs": [str(r) for r in runs], "header": header})
+    return md, folder

@@ -1,0 +1,135 @@
+"""Label spaces as config (age spans, explicit bins, equal-width bins; always ordered by age),
+images outside the classes (error or counted drop), binned targets' metrics, and ensembles of
+finished runs (probability averaging)."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cascade import config as C
+from cascade.cli import main
+from cascade.data.datasets import LabelSpace, label_ranges, open_dataset
+from cascade.report.ensemble import average
+
+from conftest import FAST
+
+#: The related studies' label spaces (papers 000-003 in ../shared/papers).
+STUDIES = {
+    "000 5-year bins": ("equal:5:0-119", 24),
+    "000 10-year bins": ("equal:10:0-119", 12),
+    "001 four ranges": ("bins:0-25,26-50,51-75,76-116", 4),
+    "002 100 years": ("0-99", 100),
+    "002 eleven ranges": ("bins:0-2,3-5,6-9,10-12,13-17,18-24,25-34,35-44,45-54,55-64,65-75", 11),
+    "003 20-year classes": ("bins:0-19,20-39,40-59,60-79,80-99", 5),
+}
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_studies_label_spaces_parse_in_age_order(study):
+    spec, n = STUDIES[study]
+    ranges = label_ranges(spec)
+    assert len(ranges) == n and ranges == sorted(ranges)
+    assert all(a <= b for a, b in ranges) and all(b < c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+    C.load([f"labels.utkface={spec}"])                                   # valid as a setting
+
+
+def test_bins_are_ordered_by_age_not_text():
+    assert label_ranges("bins:10-19,3-9,0-2,100-116,20-99") == [(0, 2), (3, 9), (10, 19), (20, 99), (100, 116)]
+    assert label_ranges("equal:5", 3, 21) == [(0, 4), (5, 9), (10, 14), (15, 19), (20, 21)]
+
+
+@pytest.mark.parametrize("spec,message", [("bins:0-5,3-9", "overlap"), ("equal:0", "width"),
+                                          ("5-5", "A < B"), ("bins:9-3,10-12", "A <= B"), ("ten-twenty", "age range")])
+def test_bad_label_spaces_are_clear_errors(spec, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.load([f"labels.imdb={spec}"])
+
+
+def _table(ages):
+    frame = pd.DataFrame({"path": [f"{i}.jpg" for i in range(len(ages))], "age": ages, "age_lo": ages,
+                          "age_hi": ages})
+    return SimpleNamespace(frame=frame, name="utkface")
+
+
+def test_encode_puts_each_age_in_its_range_and_values_are_bin_centres():
+    space = LabelSpace.of(_table([1, 2, 3, 25, 26, 70, 116]), "bins:0-25,26-50,51-75,76-116")
+    assert space.lo == (0, 26, 51, 76) and space.hi == (25, 50, 75, 116)
+    assert list(space.encode(np.array([1, 2, 3, 25, 26, 70, 116]), np.array([1, 2, 3, 25, 26, 70, 116]))) == \
+        [0, 0, 0, 0, 1, 2, 3]
+    assert list(space.values) == [12.5, 38.0, 63.0, 96.0]
+    exact = LabelSpace.of(_table([3, 5, 9]))                              # default: one class per year
+    assert exact.lo == (3, 4, 5, 6, 7, 8, 9) and list(exact.encode(np.array([5]), np.array([5]))) == [2]
+
+
+def test_ages_outside_the_classes_are_an_error_or_a_counted_drop(home):
+    cfg = C.load(FAST + [f"home={home}", "labels.utkface=bins:0-19,20-39"])
+    table = open_dataset(cfg, "utkface", home)
+    outside = int((table.frame["age_lo"] > 39).sum())
+    assert outside > 0
+    with pytest.raises(ValueError, match=f"{outside} images have ages in none of its classes"):
+        LabelSpace.of(table, "bins:0-19,20-39")
+    dropped = open_dataset(C.load(FAST + [f"home={home}", "labels.utkface=bins:0-19,20-39",
+                                          "data.outside_labels=drop"]), "utkface", home)
+    assert len(dropped) == len(table) - outside
+    assert ("age outside labels.utkface=bins:0-19,20-39", outside) in dropped.report.steps
+    assert len(LabelSpace.of(dropped, "bins:0-19,20-39")) == 2
+
+
+def _run(home, *extra):
+    args = ["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "stage=", "target=utkface",
+            "labels.utkface=bins:0-25,26-50,51-75,76-116", "--quiet", *extra]
+    assert main(args) == 0
+
+
+def test_binned_target_reports_group_metrics_and_mae_in_years(home, capsys):
+    _run(home)
+    out = capsys.readouterr().out
+    for col in ("| Accuracy |", "| 1-off |", "| Balanced acc. |", "| κ (quadratic) |", "| class MAE |",
+                "| MAE (years, bin centres) |"):
+        assert col in out
+    pred = pd.read_csv(next((home / "stages").glob("*/predictions.csv")))
+    assert pred["true_age"].notna().all()
+    assert set(pred["true_value"]) <= {12.5, 38.0, 63.0, 96.0}          # class values: bin centres
+    table = pd.read_csv(next((home / "results").glob("utkface-*/table.csv")))
+    mae = table.loc[table["configuration"] == "pretrained", "MAE (years, bin centres)"].iloc[0]
+    assert mae == pytest.approx(np.mean(np.abs(pred["true_age"] - pred["pred_expected"])))
+
+
+def test_ensemble_averages_member_probabilities(home, capsys):
+    _run(home)
+    _run(home, "head.hidden=8")                  # another model, the same seed: the same split
+    runs = sorted((home / "results").glob("utkface-*"))
+    assert len(runs) == 2
+    assert main(["ensemble", *map(str, runs), "--out", str(home / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble: mean probabilities of 2" in out and "synthetic data" in out
+    folder = next((home / "results").glob("ensemble-*"))
+    table = pd.read_csv(folder / "table.csv")
+    assert list(table["members"]) == [1, 1, 2]
+    ens = pd.read_csv(folder / "predictions.csv")
+    members = [pd.read_csv(p).sort_values(["path", "fold"]).reset_index(drop=True)
+               for p in sorted((home / "stages").glob("*/predictions.csv"))]
+    probs = [c for c in ens.columns if c.startswith("p") and c[1:].isdigit()]
+    assert np.allclose(ens[probs].to_numpy(), (members[0][probs].to_numpy() + members[1][probs].to_numpy()) / 2)
+    assert np.array_equal(ens["pred_class"], ens[probs].to_numpy().argmax(1))
+    assert main(["report", str(folder)]) == 0                           # rebuilt from the members
+    assert pd.read_csv(folder / "table.csv").equals(table)
+
+
+def test_ensemble_refuses_members_on_other_images(home, capsys):
+    _run(home)
+    _run(home, "data.max_images=60")
+    runs = sorted((home / "results").glob("utkface-*"))
+    assert main(["ensemble", *map(str, runs), "--out", str(home / "results")]) == 2
+    assert "differ in" in capsys.readouterr().err
+
+
+def test_average_recomputes_the_decision_rules():
+    labels = {"lo": [0, 10], "hi": [9, 19]}
+    a = pd.DataFrame({"path": ["x", "y"], "fold": ["0", "0"], "true_class": [0, 1], "p0": [0.9, 0.2], "p1": [0.1, 0.8]})
+    b = a.assign(p0=[0.3, 0.6], p1=[0.7, 0.4])
+    ens = average([a, b], labels)
+    assert np.allclose(ens["p0"], [0.6, 0.4]) and list(ens["pred_class"]) == [0, 1]
+    assert np.allclose(ens["pred_expected"], [0.6 * 4.5 + 0.4 * 14.5, 0.4 * 4.5 + 0.6 * 14.5])
