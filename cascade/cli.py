@@ -101,6 +101,7 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     from cascade.stages import plan as P
     from cascade.stages.execute import Runner
 
+    settings = C.expand(settings)        # a settings file's words go into run.json, not its path
     cfg = C.load(settings)
     if list_keys:
         print("\n".join(C.list_keys(cfg)))

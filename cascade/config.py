@@ -16,12 +16,12 @@ from typing import Any
 
 import yaml
 
-TARGETS = ("fgnet", "adience", "adience3", "utkface", "agedb")
+TARGETS = ("fgnet", "adience", "adience3", "utkface", "agedb", "wiki")
 
 #: Types of leaves whose default is null (null = "not set; use the stage's own value").
 NULLABLE_TYPES: dict[str, type] = {
     "train.lr": float, "train.batch_size": int, "train.epochs": int, "train.patience": int,
-    "train.mode": str, "train.augment": bool, "train.select": str,
+    "train.mode": str, "train.augment": bool, "train.select": str, "train.fraction": float,
 }
 
 #: Training losses (cascade.train.losses) and the options each one reads.
@@ -183,6 +183,9 @@ def validate(cfg: dict) -> None:
             continue
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid; valid values: {', '.join(valid)}")
+    fraction = cfg["train"]["fraction"]
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")
     for key in ("seed", "jobs", "regress.folds", "regress.time_left", "regress.per_run_time", "regress.memory_mb"):
         if _get(cfg, key) < 0:
             raise ConfigError(f"{key}={_get(cfg, key)} must be >= 0")
@@ -207,8 +210,44 @@ def _get(cfg: dict, key: str) -> Any:
     return node
 
 
+def settings_file(path: Path) -> list[str]:
+    """A YAML settings file (e.g. `configs/studies/001.yaml`) as `key=value` words in file order:
+    its `settings:` mapping (or the whole file), nested keys dotted, lists comma-joined.  Why
+    YAML: a study's configuration is read, diffed and cited as a file, and it goes through the
+    same validation as the command line."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"settings file {path}: {exc}") from None
+    tree = tree.get("settings", tree) if isinstance(tree, dict) else tree
+    if not isinstance(tree, dict):
+        raise ConfigError(f"settings file {path}: expected a mapping of settings (or a `settings:` mapping)")
+
+    def words(node: dict, prefix: str) -> list[str]:
+        out = []
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict) and v:
+                out += words(v, key + ".")
+            elif isinstance(v, list):
+                out.append(f"{key}={','.join(str(x) for x in v)}")
+            else:
+                out.append(f"{key}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}")
+        return out
+    return words(tree, "")
+
+
+def expand(words: list[str]) -> list[str]:
+    """Settings words with every `FILE.yaml` word replaced by the file's settings (in place, so
+    later words override it)."""
+    out = []
+    for w in words:
+        out += settings_file(Path(w)) if "=" not in w and w.endswith((".yaml", ".yml")) else [w]
+    return out
+
+
 def load(overrides: list[str] | None = None) -> dict:
-    return apply_overrides(defaults(), overrides or [])
+    return apply_overrides(defaults(), expand(overrides or []))
 
 
 def list_keys(cfg: dict) -> list[str]:
@@ -247,6 +286,8 @@ def stage_params(cfg: dict, stage: str, mode: str) -> dict:
     for k in ("lr", "batch_size", "epochs", "patience", "augment", "select"):
         if cfg["train"][k] is not None:
             params[k] = cfg["train"][k]
+    if cfg["train"]["fraction"] is not None:           # keyed only when set
+        params["train_fraction"] = cfg["train"]["fraction"]
     return params
 
 

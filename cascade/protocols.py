@@ -14,7 +14,8 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.model_selection import GroupShuffleSplit, LeaveOneGroupOut, ShuffleSplit
+from sklearn.model_selection import (GroupShuffleSplit, LeaveOneGroupOut, ShuffleSplit, StratifiedGroupKFold,
+                                     StratifiedShuffleSplit)
 
 Fold = tuple[str, np.ndarray, np.ndarray]
 
@@ -81,11 +82,34 @@ def _fixed_test_subjects(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator
     yield "test", np.flatnonzero(~test), np.flatnonzero(test)
 
 
+def _stratified_holdout(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    """One seeded train/test split stratified by class (the related studies' 64/16/20, 70/15/15,
+    80/10/10 splits): the classes are the frame's `label` column (the stage's classes, added by
+    the runner) or else the age.  Subject-exclusive whenever identities are known (a subject
+    with several images), via StratifiedGroupKFold; classes with a single image go to training
+    (they cannot be stratified)."""
+    y = (frame["label"] if "label" in frame else frame["age_lo"]).to_numpy()
+    groups = frame["subject"].astype(str).to_numpy()
+    frac = spec.get("test_fraction", 0.2)
+    values, counts = np.unique(y, return_counts=True)
+    rare = np.isin(y, values[counts < 2])
+    rows = np.flatnonzero(~rare)
+    x = np.zeros(len(rows))
+    if spec.get("by_subject", True) and len(np.unique(groups)) < len(groups):
+        k = max(2, round(1 / frac))
+        train, test = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+                           .split(x, y[rows], groups[rows]))
+    else:
+        train, test = next(StratifiedShuffleSplit(n_splits=1, test_size=frac, random_state=seed).split(x, y[rows]))
+    yield "0", np.sort(np.concatenate([rows[train], np.flatnonzero(rare)])), np.sort(rows[test])
+
+
 SPLITTERS: dict[str, Callable[[pd.DataFrame, dict, int], Iterator[Fold]]] = {
     "leave_one_group_out": _leave_one_group_out,
     "predefined_folds": _predefined_folds,
     "holdout": _holdout,
     "fixed_test_subjects": _fixed_test_subjects,
+    "stratified_holdout": _stratified_holdout,
 }
 
 

@@ -133,3 +133,73 @@ def test_average_recomputes_the_decision_rules():
     ens = average([a, b], labels)
     assert np.allclose(ens["p0"], [0.6, 0.4]) and list(ens["pred_class"]) == [0, 1]
     assert np.allclose(ens["pred_expected"], [0.6 * 4.5 + 0.4 * 14.5, 0.4 * 4.5 + 0.6 * 14.5])
+
+
+# ------------------------------------------------------------------ the related studies' splits
+def _frame(n=600, subjects=None, seed=0):
+    rng = np.random.default_rng(seed)
+    ages = rng.choice([5, 15, 30, 50, 70], size=n, p=[0.1, 0.2, 0.4, 0.2, 0.1])
+    subj = np.arange(n) if subjects is None else rng.integers(0, subjects, n)
+    return pd.DataFrame({"age_lo": ages, "age_hi": ages, "subject": subj.astype(str), "fold": -1,
+                         "label": np.searchsorted([10, 20, 40, 60], ages, side="right")})
+
+
+@pytest.mark.parametrize("name,test_share", [("split-64-16-20", 0.20), ("split-70-15-15", 0.15),
+                                             ("split-80-10-10", 0.10)])
+@pytest.mark.parametrize("subjects", [None, 150])
+def test_stratified_splits_keep_class_shares_and_subjects_apart(name, test_share, subjects):
+    from cascade.protocols import folds, load_protocol
+
+    frame = _frame(subjects=subjects)
+    [(fold, train, test)] = folds(frame, load_protocol(name), seed=3)
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == len(frame)
+    assert abs(len(test) / len(frame) - test_share) < (0.01 if subjects is None else 0.06)
+    shares = lambda rows: np.bincount(frame["label"].to_numpy()[rows], minlength=5) / len(rows)
+    assert np.abs(shares(test) - shares(np.arange(len(frame)))).max() < 0.05   # stratified by class
+    if subjects:
+        assert not set(frame["subject"].iloc[train]) & set(frame["subject"].iloc[test])
+    again = folds(frame, load_protocol(name), seed=3)[0]
+    assert np.array_equal(again[2], test)                                       # seeded
+
+
+def test_a_single_image_class_goes_to_training():
+    from cascade.protocols import folds, load_protocol
+
+    frame = _frame(n=100)
+    frame.loc[0, "label"] = 9
+    [(_, train, test)] = folds(frame, load_protocol("split-80-10-10"), seed=0)
+    assert 0 in train and 0 not in test
+
+
+def test_protocol_validation_share_and_training_fraction(home):
+    """A train/val/test protocol's val_fraction is a share of all images; train.fraction keeps
+    that share of each fold's training rows (seeded), the validation rows whole."""
+    from cascade.stages import plan as P
+    from cascade.stages.execute import fold_split
+
+    cfg = C.load(FAST + [f"home={home}", "stage=", "target=utkface", "stages.utkface.protocol=split-70-15-15"])
+    node = P.build(cfg).targets[0]
+    assert node.params["val_fraction"] == pytest.approx(0.15 / 0.85)
+    subjects = np.arange(1000).astype(str)
+    rows = np.arange(1000)
+    full_train, full_val = fold_split(subjects, rows, node.params, 0, "0")
+    tenth_train, tenth_val = fold_split(subjects, rows, {**node.params, "train_fraction": 0.1}, 0, "0")
+    assert np.array_equal(full_val, tenth_val) and len(tenth_train) == round(0.1 * len(full_train))
+    assert set(tenth_train) <= set(full_train)
+    keyed = P.build(C.load(FAST + [f"home={home}", "stage=", "target=utkface", "train.fraction=0.5"])).targets[0]
+    assert keyed.params["train_fraction"] == 0.5 and keyed.key != P.build(
+        C.load(FAST + [f"home={home}", "stage=", "target=utkface"])).targets[0].key
+    with pytest.raises(C.ConfigError, match="train.fraction"):
+        C.load(["train.fraction=1.5"])
+
+
+def test_settings_files_expand_in_place(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text("description: a study\nsettings:\n  target: utkface\n  stage: []\n"
+                     "  labels: {utkface: 'bins:0-25,26-50,51-75,76-116'}\n  train: {mode: head, augment: false}\n")
+    cfg = C.load([str(study), "train.mode=full"])                      # later words win
+    assert cfg["target"] == "utkface" and cfg["stage"] == [] and cfg["train"]["mode"] == "full"
+    assert cfg["labels"]["utkface"] == "bins:0-25,26-50,51-75,76-116" and cfg["train"]["augment"] is False
+    study.write_text("settings:\n  train: {lr: fast}\n")
+    with pytest.raises(C.ConfigError, match="train.lr"):
+        C.load([str(study)])

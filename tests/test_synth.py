@@ -58,7 +58,7 @@ def test_count_formula():
     c = suite_counts(SCALE)
     assert c == {"imdb": {"rows": 300, "subjects": 20}, "agedb": {"images": 120, "subjects": 6},
                  "fgnet": {"images": 164, "subjects": 82}, "adience": {"rows": 150, "users": 13},
-                 "utkface": {"images": 100}}
+                 "utkface": {"images": 100}, "wiki": {"rows": 100, "subjects": 15}}
     tiny = suite_counts(0.001)
     assert tiny == MIN_COUNTS
     assert scaled(1002, 0.5, 164) == 501 and scaled(250, 0.05, 10) == 13   # floor(x + 0.5)
@@ -72,8 +72,9 @@ def test_fgnet_scale1_allocation():
 
 def test_counts_on_disk(suite):
     out, counts = suite
-    assert counts == {"imdb": 300, "agedb": 120, "fgnet": 164, "adience": 150, "utkface": 100}
+    assert counts == {"imdb": 300, "agedb": 120, "fgnet": 164, "adience": 150, "utkface": 100, "wiki": 100}
     assert len(list((out / "imdb").rglob("*.jpg"))) == 300
+    assert len(list((out / "wiki").rglob("*.jpg"))) == 100
     assert len(list((out / "agedb").glob("*.jpg"))) == 120
     assert len(list((out / "fgnet" / "images").iterdir())) == 164
     assert len(list((out / "utkface").glob("*.jpg"))) == 100
@@ -116,6 +117,20 @@ def test_deterministic(suite, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- formats
+
+
+def test_wiki_part_is_read_by_the_real_loader_with_its_own_persons(suite):
+    """The WIKI part: wiki.mat with struct key `wiki`, cleaned by the real loader (each rule
+    counted), persons disjoint from the IMDB part's."""
+    from cascade.data.formats import load
+    from scipy.io import loadmat
+
+    out, _ = suite
+    assert loadmat(out / "wiki" / "wiki.mat")["wiki"].shape == (1, 1)
+    wiki, imdb = load("wiki", out / "wiki"), load("imdb", out / "imdb")
+    assert wiki.report.n_raw == 100 and 0 < len(wiki) < 100
+    assert {rule.split(" ")[0] for rule, n in wiki.report.steps if n} >= {"age", "face_score"}
+    assert not set(wiki.frame["subject"]) & set(imdb.frame["subject"])
 
 
 def test_imdb_mat_layout_and_noise(suite):

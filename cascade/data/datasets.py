@@ -24,7 +24,7 @@ DATASETS = {
     "utkface": ("utkface", {}),
 }
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2              # 2: the suite has a WIKI part (wiki/wiki.mat)
 
 
 def demo_suite(home: Path, scale: float, seed: int, progress: bool = True) -> Path:
@@ -46,7 +46,8 @@ def demo_suite(home: Path, scale: float, seed: int, progress: bool = True) -> Pa
 
 def dataset_root(cfg: dict, name: str, home: Path) -> Path:
     base = DATASETS[name][0]
-    base = "imdb" if base == "wiki" and not cfg["data"]["root"]["wiki"] else base
+    if base == "wiki" and not cfg["data"]["root"]["wiki"] and cfg["data"]["root"]["imdb"]:
+        base = "imdb"                  # the two .mat files released side by side in one folder
     given = cfg["data"]["root"][base]
     if given:
         root = Path(given).expanduser()

@@ -156,7 +156,8 @@ class Runner:
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
             features = self.shared_features(node, d, cache, labels)
             jobs = []
-            for name, train, test in protocol_folds(table.frame, node.info["protocol"], self.cfg["seed"]):
+            for name, train, test in protocol_folds(table.frame.assign(label=targets), node.info["protocol"],
+                                                     self.cfg["seed"]):
                 out = d.path / "folds" / f"{name}.csv"
                 if not out.exists():
                     jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
@@ -231,9 +232,19 @@ class FoldJob:
         run_fold(self, jobs, False)
 
 
+def _train_share(rows: np.ndarray, params: dict, seed: int) -> np.ndarray:
+    """`train_fraction` < 1 keeps that share of the training rows (the related studies' 10 / 50 /
+    100 % data experiments), drawn with the split's seed; the validation rows stay whole."""
+    if params.get("train_fraction", 1.0) >= 1.0:
+        return rows
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(rows, max(1, round(len(rows) * params["train_fraction"])), replace=False))
+
+
 def stage_split(subjects: np.ndarray, params: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """An intermediate stage's random train/validation split (thesis: 80/20, not by subject)."""
-    return validation_split(subjects, params["val_fraction"], seed, by_subject=False)
+    train, val = validation_split(subjects, params["val_fraction"], seed, by_subject=False)
+    return _train_share(train, params, seed), val
 
 
 def fold_seed(seed: int, name: str) -> int:
@@ -245,7 +256,7 @@ def fold_split(subjects: np.ndarray, train: np.ndarray, params: dict, seed: int,
                name: str) -> tuple[np.ndarray, np.ndarray]:
     """A fold's training rows split into train / validation by subject, with the fold's seed."""
     tr, va = validation_split(subjects[train], params["val_fraction"], fold_seed(seed, name), by_subject=True)
-    return train[tr], train[va]
+    return _train_share(train[tr], params, fold_seed(seed, name)), train[va]
 
 
 def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:

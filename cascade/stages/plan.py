@@ -92,6 +92,9 @@ def build(cfg: dict) -> Plan:
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
         if kind == "target":
             info["protocol"] = load_protocol(params["protocol"])
+            if "val_fraction" in info["protocol"]:    # a train/val/test protocol: val is a share of all images
+                spec = info["protocol"]
+                params["val_fraction"] = spec["val_fraction"] / (1 - spec.get("test_fraction", 0.0))
         chain = parent.chain + ((stage,) if kind == "train" else ())
         return Node(kind, chain, stage, params, parent, stable_hash(info), info)
 

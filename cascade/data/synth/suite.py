@@ -1,6 +1,6 @@
 """Writers of the synthetic demo suite, in the exact on-disk formats of the real datasets.
 
-``write_suite(out)`` writes five datasets that the real parsers (``cascade.data.formats``) read
+``write_suite(out)`` writes six datasets that the real parsers (``cascade.data.formats``) read
 unchanged:
 
 =============  ===========================================================================
@@ -16,6 +16,8 @@ unchanged:
                user-exclusive; the real label noise (duplicates, ``(25, 23)`` in fold 0, ``None``,
                bare ages, off-grid ranges, genders 'u' and '').
 ``utkface/``   ``<age>_<gender>_<race>_<datetime>.jpg.chip.jpg`` (+3 names without the race field).
+``wiki/``      the WIKI part of IMDB-WIKI: ``wiki.mat`` (struct key ``wiki``) and its images, written
+               like ``imdb/`` with its own persons.
 =============  ===========================================================================
 
 All subjects are drawn from one rendering model (``faces.py``), so what a network learns on the
@@ -50,7 +52,7 @@ __all__ = ["write_suite", "suite_counts", "scaled", "BASE_COUNTS", "MIN_COUNTS",
 
 SUITE_VERSION = 1
 JPEG_QUALITY = 90
-DATASETS = ("imdb", "agedb", "fgnet", "adience", "utkface")
+DATASETS = ("imdb", "agedb", "fgnet", "adience", "utkface", "wiki")
 _DS_ID = {name: i + 1 for i, name in enumerate(DATASETS)}
 
 #: Sizes at scale 1.  ``images`` = image files, ``rows`` = metadata rows (IMDB: rows of imdb.mat,
@@ -61,6 +63,7 @@ BASE_COUNTS: dict[str, dict[str, int]] = {
     "fgnet": {"images": 1002, "subjects": 82},        # subjects: fixed at every scale
     "adience": {"rows": 3000, "users": 250},
     "utkface": {"images": 2000},
+    "wiki": {"rows": 2000, "subjects": 300},
 }
 #: Floors applied after scaling (FG-NET: at least 2 images for each of its 82 subjects).
 MIN_COUNTS: dict[str, dict[str, int]] = {
@@ -69,6 +72,7 @@ MIN_COUNTS: dict[str, dict[str, int]] = {
     "fgnet": {"images": 164, "subjects": 82},
     "adience": {"rows": 60, "users": 10},
     "utkface": {"images": 20},
+    "wiki": {"rows": 60, "subjects": 8},
 }
 #: Planted noise, as fractions of the dataset's rows (or persons, for Adience labels); each kind
 #: is rounded like the counts and is at least 1.
@@ -77,6 +81,9 @@ NOISE: dict[str, dict[str, float]] = {
     # rows taken before the birth year), no face (face_score -inf), weak face (< 1), a second face,
     # NaN gender; label noise (age off by 5-15 years) is a fraction of the rows left clean.
     "imdb": {"wrong_age": 0.07, "historical": 0.03, "no_face": 0.06, "low_score": 0.04,
+             "second_face": 0.10, "nan_gender": 0.03, "label_noise": 0.03},
+    # WIKI: the same kinds and rates as IMDB (the same crawler and the same face detector).
+    "wiki": {"wrong_age": 0.07, "historical": 0.03, "no_face": 0.06, "low_score": 0.04,
              "second_face": 0.10, "nan_gender": 0.03, "label_noise": 0.03},
     # Adience, per person: `None`, bare single ages, off-grid ranges, the fold-0 `(25, 23)` typo;
     # exact duplicate rows are a fraction of rows.
@@ -192,10 +199,12 @@ def _imdb_age(dob: _dt.date, taken: int) -> int:
     return taken - dob.year - (1 if (dob.month, dob.day) > (7, 1) else 0)
 
 
-def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress) -> dict:
+def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: str = "imdb") -> dict:
+    """One part of IMDB-WIKI (`part` = imdb | wiki: `<part>.mat` with struct key `<part>`, the
+    same fields and kinds of noise, its own persons)."""
     from scipy.io import savemat
 
-    rng = _rng(seed, "imdb", 0)
+    rng = _rng(seed, part, 0)
     n_sub = min(n_sub, n_rows)
     rows_per = _alloc(n_rows, n_sub, 1, rng.pareto(1.6, n_sub) + 0.4, rng)
     names, nm_ids = set(), _unique_ints(rng, n_sub, 1, 10**7)
@@ -217,8 +226,8 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress) -> dic
     # --- noise plan (exclusive kinds per row; label noise among the rows left clean)
     subj_of = np.repeat(np.arange(n_sub), rows_per)
     kinds = np.array(["clean"] * n_rows, dtype=object)
-    n_wrong = _noise_n(NOISE["imdb"]["wrong_age"], n_rows)
-    target_hist = _noise_n(NOISE["imdb"]["historical"], n_rows)
+    n_wrong = _noise_n(NOISE[part]["wrong_age"], n_rows)
+    target_hist = _noise_n(NOISE[part]["historical"], n_rows)
     hist_rows = 0
     for j in rng.permutation(n_sub):
         if hist_rows + rows_per[j] <= target_hist and rows_per[j] < n_rows // 4:
@@ -234,15 +243,15 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress) -> dic
             s["dob"] = _dt.date(int(rng.integers(1850, 1895)), int(rng.integers(1, 13)), int(rng.integers(2, 29)))
     kinds[hist_mask] = "wrong_age"
     free = list(rng.permutation(np.flatnonzero(~hist_mask)))
-    plan = [("wrong_age", max(1, n_wrong - hist_rows)), ("no_face", _noise_n(NOISE["imdb"]["no_face"], n_rows)),
-            ("low_score", _noise_n(NOISE["imdb"]["low_score"], n_rows)),
-            ("second_face", _noise_n(NOISE["imdb"]["second_face"], n_rows)),
-            ("nan_gender", _noise_n(NOISE["imdb"]["nan_gender"], n_rows))]
+    plan = [("wrong_age", max(1, n_wrong - hist_rows)), ("no_face", _noise_n(NOISE[part]["no_face"], n_rows)),
+            ("low_score", _noise_n(NOISE[part]["low_score"], n_rows)),
+            ("second_face", _noise_n(NOISE[part]["second_face"], n_rows)),
+            ("nan_gender", _noise_n(NOISE[part]["nan_gender"], n_rows))]
     for kind, k in plan:
         for _ in range(min(k, len(free))):
             kinds[free.pop()] = kind
     clean = np.flatnonzero(kinds == "clean")
-    n_label = _noise_n(NOISE["imdb"]["label_noise"], len(clean))
+    n_label = _noise_n(NOISE[part]["label_noise"], len(clean))
     label_noise = set(rng.choice(clean, min(n_label, len(clean)), replace=False).tolist())
 
     # --- rows
@@ -250,13 +259,13 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress) -> dic
                          "face_score", "second_face_score", "celeb_id"]}
     celeb_names = sorted(s["name"] for s in subjects)
     celeb_index = {nm: i + 1 for i, nm in enumerate(celeb_names)}
-    identities = [Identity.random(_rng(seed, "imdb", 1, j), gender=s["gender"]) for j, s in enumerate(subjects)]
+    identities = [Identity.random(_rng(seed, part, 1, j), gender=s["gender"]) for j, s in enumerate(subjects)]
     wild = {"preset": "wild"}
     counts = {k: 0 for k in ["wrong_age", "no_face", "low_score", "second_face", "nan_gender", "label_noise"]}
     for i in range(n_rows):
         j = int(subj_of[i])
         s, kind = subjects[j], kinds[i]
-        r = _rng(seed, "imdb", 2, i)
+        r = _rng(seed, part, 2, i)
         dob = s["dob"]
         adj = 1 if (dob.month, dob.day) > (7, 1) else 0
         true_age = float(np.clip(r.normal(s["career"], 7.0), 4, 92))
@@ -330,8 +339,8 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress) -> dic
         "celeb_names": cell(celeb_names),
         "celeb_id": np.array(f["celeb_id"], dtype=np.int32),
     }
-    mat = root / "imdb.mat"
-    savemat(mat, {"imdb": struct}, format="5", oned_as="row")
+    mat = root / f"{part}.mat"
+    savemat(mat, {part: struct}, format="5", oned_as="row")
     _fix_mat_header(mat, seed)
     return {"rows": n_rows, "images": n_rows, "subjects": n_sub,
             "noise": {**counts, "historical_rows": hist_rows, "clean": int(len(clean))}}
@@ -674,8 +683,10 @@ def write_suite(out: Path, scale: float = 1.0, seed: int = 0, progress: bool = T
                 details[ds] = _write_fgnet(root, c["images"], seed, tick)
             elif ds == "adience":
                 details[ds] = _write_adience(root, c["rows"], c["users"], seed, tick)
-            else:
+            elif ds == "utkface":
                 details[ds] = _write_utkface(root, c["images"], seed, tick)
+            else:
+                details[ds] = _write_imdb(root, c["rows"], c["subjects"], seed, tick, part="wiki")
     counts = {ds: int(details[ds].get("rows", details[ds].get("images"))) for ds in DATASETS}
     meta = {"generator": "cascade.data.synth", "version": SUITE_VERSION, "seed": seed, "scale": scale,
             "jpeg_quality": JPEG_QUALITY, "counts": counts, "details": details,
