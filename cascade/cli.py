@@ -7,7 +7,7 @@
     cascade data inspect NAME [key=value ...] [--listing-only]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
-    cascade ensemble RUN RUN [RUN ...] [--out DIR]
+    cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR]
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
     cascade regress STAGE [STAGE ...] [engine=autosklearn|ridge|svr|gbr|rf protocol=lopo
@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("ensemble", help="average the class probabilities of finished runs (same test images)")
     e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`")
     e.add_argument("--out", type=Path, default=Path("results"), help="where results/<ensemble-id>/ goes")
+    e.add_argument("--stack", action="store_true",
+                   help="also a stacked MLP meta-model trained on the members' validation predictions")
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
     t.add_argument("settings", nargs="*", metavar="key=value")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -187,7 +189,7 @@ def cmd_report(runs: list[str]) -> int:
         ens = json.loads(meta.read_text())
         if ens.get("command") == "ensemble":
             from cascade.report.ensemble import ensemble
-            ensemble(ens["runs"], folder.parent)
+            ensemble(ens["runs"], folder.parent, ens.get("stacked", False))
             print(f"{run}: rebuilt")
             continue
         settings = json.loads(meta.read_text())["settings"]
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args.runs)
         if args.command == "ensemble":
             from cascade.report.ensemble import ensemble
-            md, folder = ensemble(args.runs, args.out)
+            md, folder = ensemble(args.runs, args.out, args.stack)
             print(md)
             print(f"written to {folder}/")
             return 0

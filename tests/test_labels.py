@@ -117,6 +117,15 @@ def test_ensemble_averages_member_probabilities(home, capsys):
     assert main(["report", str(folder)]) == 0                           # rebuilt from the members
     assert pd.read_csv(folder / "table.csv").equals(table)
 
+    # stacked: an MLP per fold on the members' validation probabilities (validation never test)
+    assert main(["ensemble", *map(str, runs), "--stack", "--out", str(home / "results")]) == 0
+    stacked = pd.read_csv(next(f for f in (home / "results").glob("ensemble-*") if f != folder) / "table.csv")
+    assert list(stacked["members"]) == [1, 1, 2, 2] and "stacked MLP" in stacked["configuration"].iloc[-1]
+    for stage in (home / "stages").glob("*/validation.csv"):
+        val, test = pd.read_csv(stage), pd.read_csv(stage.with_name("predictions.csv"))
+        assert not set(val["row"]) & set(test["row"])
+        assert np.allclose(val[probs].sum(axis=1), 1, atol=1e-5)
+
 
 def test_ensemble_refuses_members_on_other_images(home, capsys):
     _run(home)

@@ -23,7 +23,8 @@ KEY = ["path", "fold"]
 
 
 def member(run: Path) -> tuple[str, pd.DataFrame, dict, P.Plan]:
-    """The full cascade's predictions of a finished `cascade run` results folder."""
+    """The full cascade's predictions of a finished `cascade run` results folder (the plan's
+    last target, whose stage folder also holds its validation predictions)."""
     meta = Path(run) / "run.json"
     if not meta.exists():
         raise FileNotFoundError(f"{meta}: not a results folder of `cascade run`")
@@ -38,20 +39,59 @@ def member(run: Path) -> tuple[str, pd.DataFrame, dict, P.Plan]:
     return f"{Path(run).name}: {plan.cfg['backbone']} {name}", pred, labels, plan
 
 
+def _columns(labels: dict) -> list[str]:
+    return [f"p{i}" for i in range(len(labels["lo"]))]
+
+
+def with_probabilities(frame: pd.DataFrame, probs: np.ndarray, labels: dict) -> pd.DataFrame:
+    """`frame` (one row per test image) with new class probabilities and the decision rules
+    (expected value, argmax, posterior median) recomputed from them."""
+    values = (np.asarray(labels["lo"], float) + np.asarray(labels["hi"], float)) / 2
+    out = frame.copy()
+    out[_columns(labels)] = probs
+    out["pred_expected"] = probs @ values
+    out["pred_class"] = probs.argmax(1)
+    out["pred_argmax"] = values[out["pred_class"]]
+    out["pred_median"] = values[(probs.cumsum(1) >= 0.5).argmax(1)]
+    return out
+
+
 def average(preds: list[pd.DataFrame], labels: dict) -> pd.DataFrame:
     """Mean class probabilities of aligned members, with the decision rules recomputed."""
-    probs = [f"p{i}" for i in range(len(labels["lo"]))]
     first = preds[0].sort_values(KEY).reset_index(drop=True)
-    mean = np.mean([p.sort_values(KEY)[probs].to_numpy() for p in preds], axis=0)
-    values = (np.asarray(labels["lo"], float) + np.asarray(labels["hi"], float)) / 2
-    cum = mean.cumsum(1)
-    out = first.copy()
-    out[probs] = mean
-    out["pred_expected"] = mean @ values
-    out["pred_class"] = mean.argmax(1)
-    out["pred_argmax"] = values[out["pred_class"]]
-    out["pred_median"] = values[(cum >= 0.5).argmax(1)]
-    return out
+    mean = np.mean([p.sort_values(KEY)[_columns(labels)].to_numpy() for p in preds], axis=0)
+    return with_probabilities(first, mean, labels)
+
+
+def stack(preds: list[pd.DataFrame], vals: list[pd.DataFrame], labels: dict, seed: int) -> pd.DataFrame:
+    """The stacked meta-model of ../shared/papers/003: per fold, an MLP trained on the members'
+    concatenated class probabilities for the fold's validation images (never its test images)
+    predicts the test images from the members' test probabilities."""
+    from sklearn.neural_network import MLPClassifier
+
+    cols, k = _columns(labels), len(labels["lo"])
+    first = preds[0].sort_values(KEY).reset_index(drop=True)
+    test = np.hstack([p.sort_values(KEY)[cols].to_numpy() for p in preds])
+    val_x = np.hstack([v.sort_values(["fold", "row"])[cols].to_numpy() for v in vals])
+    val = vals[0].sort_values(["fold", "row"]).reset_index(drop=True)
+    out = np.zeros((len(first), k))
+    for fold in first["fold"].unique():
+        rows, train = (first["fold"] == fold).to_numpy(), (val["fold"] == fold).to_numpy()
+        y = val.loc[train, "true_class"].to_numpy()
+        if len(np.unique(y)) < 2:          # nothing to learn from: the members' average
+            out[rows] = test[rows].reshape(rows.sum(), len(preds), k).mean(1)
+            continue
+        mlp = MLPClassifier(hidden_layer_sizes=(32,), max_iter=2000, random_state=seed).fit(val_x[train], y)
+        out[np.ix_(rows, mlp.classes_)] = mlp.predict_proba(test[rows])
+    return with_probabilities(first, out, labels)
+
+
+def validation_of(plan: P.Plan, name: str) -> pd.DataFrame:
+    path = plan.home / "stages" / plan.targets[-1].key / "validation.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no validation predictions ({path}); its folds were trained by a version "
+                                f"that did not store them: remove its target stage folder and rerun it to stack")
+    return pd.read_csv(path, dtype={"fold": str})
 
 
 def check_aligned(members: list[tuple[str, pd.DataFrame, dict, P.Plan]]) -> None:
@@ -69,7 +109,7 @@ def check_aligned(members: list[tuple[str, pd.DataFrame, dict, P.Plan]]) -> None
             raise ValueError(f"ensemble: {name} and {name0} disagree on the true labels")
 
 
-def ensemble(runs: list[str], out_dir: Path) -> tuple[str, Path]:
+def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str, Path]:
     if len(runs) < 2:
         raise ValueError("cascade ensemble needs at least two finished runs")
     members = [member(Path(r)) for r in runs]
@@ -80,6 +120,15 @@ def ensemble(runs: list[str], out_dir: Path) -> tuple[str, Path]:
             for name, pred, _, _ in members]
     rows.append({"configuration": f"ensemble: mean probabilities of {len(members)}", "members": len(members),
                  **row_metrics(ens, labels, seed)})
+    if stacked:
+        vals = [validation_of(plan, name) for name, _, _, plan in members]
+        if any(not v[["fold", "row"]].equals(vals[0][["fold", "row"]]) for v in vals[1:]):
+            raise ValueError("ensemble --stack: the members validated on other images (other seeds or "
+                             "val_fraction); stacking needs the same validation images")
+        stacked_pred = stack([m[1] for m in members], vals, labels, seed)
+        rows.append({"configuration": f"ensemble: stacked MLP on {len(members)} members' validation "
+                                      f"probabilities", "members": len(members),
+                     **row_metrics(stacked_pred, labels, seed)})
     table = pd.DataFrame(rows)
     plan = members[0][3]
     synthetic = any(t.synthetic for m in members for t in m[3].tables.values())
@@ -88,10 +137,11 @@ def ensemble(runs: list[str], out_dir: Path) -> tuple[str, Path]:
               "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
               if synthetic else "Data: user-supplied datasets (data.root.*)",
               "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
-              "argmax) applied to the average",
+              "argmax) applied to the average" + ("; stacked: per fold an MLP (32 hidden units) trained on the "
+              "members' probabilities for the fold's validation images" if stacked else ""),
               *[f"Member {name}: seed {m.cfg['seed']}, weights {m.nodes[0].info['weights']}"
                 for name, _, _, m in members]]
-    rid = "ensemble-" + stable_hash(sorted(Path(r).name for r in runs), 8)
+    rid = "ensemble-" + stable_hash([sorted(Path(r).name for r in runs), stacked], 8)
     folder = Path(out_dir) / rid
     md = f"# Ensemble {rid}\n\n" + to_markdown(table, header)
     atomic_write_text(folder / "table.md", md)
@@ -99,5 +149,6 @@ def ensemble(runs: list[str], out_dir: Path) -> tuple[str, Path]:
     atomic_write_text(folder / "table.tex", latex.to_latex(table, header, caption=f"Ensemble ({rid})",
                                                            label=f"tab:{rid}"))
     atomic_write_text(folder / "predictions.csv", ens.to_csv(index=False))
-    atomic_write_json(folder / "run.json", {"command": "ensemble", "runs": [str(r) for r in runs], "header": header})
+    atomic_write_json(folder / "run.json", {"command": "ensemble", "runs": [str(r) for r in runs],
+                                            "stacked": stacked, "header": header})
     return md, folder

@@ -179,7 +179,13 @@ class Runner:
             atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
             atomic_write_json(d.file("metrics.json"), {"report": table.report.to_dict(),
                                                        "n_folds": int(preds["fold"].nunique())})
-            d.mark_complete(["predictions.csv", "labels.json", "metrics.json", "config.json"])
+            files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
+            val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
+            if all(f.exists() for f in val_files):   # folds finished by an older version have none
+                atomic_write_text(d.file("validation.csv"),
+                                  pd.concat([pd.read_csv(f, dtype={"fold": str}) for f in val_files]).to_csv(index=False))
+                files.append("validation.csv")
+            d.mark_complete(files)
             if features:
                 Path(features).unlink()
 
@@ -274,6 +280,11 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
                   job.cfg["augment"], job.labels.values, ckpt, seed, _device(job.cfg),
                   log=lambda m: None, progress=False, features=feats)
     atomic_write_json(out.with_suffix(".history.json"), history)
+    # the validation rows' probabilities: what a stacked ensemble's meta-model trains on
+    val_probs = predict_proba(model, images, val, _device(job.cfg), features=feats)
+    atomic_write_text(out.parent / "validation" / out.name, pd.concat(
+        [pd.DataFrame({"row": val, "fold": job.name, "true_class": job.targets[val]}),
+         pd.DataFrame(val_probs, columns=[f"p{i}" for i in range(val_probs.shape[1])])], axis=1).to_csv(index=False))
     probs = predict_proba(model, images, job.test, _device(job.cfg), features=feats)
     values = job.labels.values
     cum = probs.cumsum(1)
