@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,10 @@ def validate(cfg: dict) -> None:
             continue
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid; valid values: {', '.join(valid)}")
+    for k in cfg["report"]["tolerance"]:
+        if not re.fullmatch(r"\d+(\.\d+)?", str(k)):
+            raise ConfigError(f"report.tolerance={','.join(map(str, cfg['report']['tolerance']))}: expected "
+                              f"non-negative numbers of years (e.g. 1,2,3)")
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")

@@ -212,3 +212,34 @@ def test_settings_files_expand_in_place(tmp_path):
     study.write_text("settings:\n  train: {lr: fast}\n")
     with pytest.raises(C.ConfigError, match="train.lr"):
         C.load([str(study)])
+
+
+def test_per_class_report_and_row_normalised_confusion(home):
+    from sklearn.metrics import precision_recall_fscore_support
+
+    _run(home)
+    run = next((home / "results").glob("utkface-*"))
+    report = pd.read_csv(run / "classes_0.csv", index_col="class")        # the one configuration
+    pred = pd.read_csv(next((home / "stages").glob("*/predictions.csv")))
+    p, r, f, s = precision_recall_fscore_support(pred["true_class"], pred["pred_class"], labels=range(4),
+                                                 zero_division=0)
+    assert np.allclose(report[["precision", "recall", "f1"]].iloc[:4].to_numpy(), np.c_[p, r, f], atol=1e-5)
+    assert list(report.index[-2:]) == ["macro avg", "weighted avg"]
+    assert report.loc["weighted avg", "support"] == len(pred)
+    rows = pd.read_csv(run / "classes_0_confusion_rows.csv", index_col=0)
+    present = rows.notna().all(axis=1)
+    assert np.allclose(rows[present].sum(axis=1), 1.0)
+    assert "macro avg" in (run / "classes_0.md").read_text()
+
+
+def test_tolerance_accuracy_columns(home, capsys):
+    args = ["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "stage=", "target=utkface",
+            "report.tolerance=1,3", "--quiet"]
+    assert main(args) == 0
+    table = pd.read_csv(next((home / "results").glob("utkface-*/table.csv")))
+    pred = pd.read_csv(next((home / "stages").glob("*/predictions.csv")))
+    within3 = np.mean(np.abs(pred["pred_argmax"] - pred["true_value"]) <= 3)
+    assert table.loc[table["configuration"] == "pretrained", "±3 y (argmax)"].iloc[0] == pytest.approx(within3)
+    assert "±1 y (argmax)" in table.columns
+    with pytest.raises(C.ConfigError, match="report.tolerance"):
+        C.load(["report.tolerance=one"])

@@ -114,12 +114,12 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
         raise ValueError("cascade ensemble needs at least two finished runs")
     members = [member(Path(r)) for r in runs]
     check_aligned(members)
-    labels, seed = members[0][2], members[0][3].cfg["seed"]
+    labels, seed, tol = members[0][2], members[0][3].cfg["seed"], members[0][3].cfg["report"]["tolerance"]
     ens = average([m[1] for m in members], labels)
-    rows = [{"configuration": name, "members": 1, **row_metrics(pred, labels, seed)}
+    rows = [{"configuration": name, "members": 1, **row_metrics(pred, labels, seed, tol)}
             for name, pred, _, _ in members]
     rows.append({"configuration": f"ensemble: mean probabilities of {len(members)}", "members": len(members),
-                 **row_metrics(ens, labels, seed)})
+                 **row_metrics(ens, labels, seed, tol)})
     if stacked:
         vals = [validation_of(plan, name) for name, _, _, plan in members]
         if any(not v[["fold", "row"]].equals(vals[0][["fold", "row"]]) for v in vals[1:]):
@@ -128,7 +128,7 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
         stacked_pred = stack([m[1] for m in members], vals, labels, seed)
         rows.append({"configuration": f"ensemble: stacked MLP on {len(members)} members' validation "
                                       f"probabilities", "members": len(members),
-                     **row_metrics(stacked_pred, labels, seed)})
+                     **row_metrics(stacked_pred, labels, seed, tol)})
     table = pd.DataFrame(rows)
     plan = members[0][3]
     synthetic = any(t.synthetic for m in members for t in m[3].tables.values())

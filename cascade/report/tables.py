@@ -28,7 +28,7 @@ def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
 
 
-def row_metrics(pred: pd.DataFrame, labels: dict, seed: int) -> dict:
+def row_metrics(pred: pd.DataFrame, labels: dict, seed: int, tolerance=()) -> dict:
     """Age targets: expected-value MAE and the thesis Table 4 columns.  Group targets (Adience):
     exact and 1-off accuracy of the argmax group, mean ± std over folds.  Age ranges over images
     whose exact age is known (`labels.<stage>=bins:...`): the group columns plus quadratic kappa,
@@ -40,7 +40,10 @@ def row_metrics(pred: pd.DataFrame, labels: dict, seed: int) -> dict:
                 "MedianAE (folds)": s["fold_mae_median"], "Lower Q": s["fold_mae_q1"],
                 "Upper Q": s["fold_mae_q3"], "95% CI (subject bootstrap)":
                     f"[{_fmt(s['boot_ci_low'])}, {_fmt(s['boot_ci_high'])}]",
-                "CS@5": s["cs5"], "images": s["n_images"], "folds": s["n_folds"]}
+                "CS@5": s["cs5"],
+                **{f"±{k} y (argmax)": M.tolerance_accuracy(pred["true_value"], pred["pred_argmax"], float(k))
+                   for k in tolerance},
+                "images": s["n_images"], "folds": s["n_folds"]}
     s = M.classification_summary(pred["true_class"], pred["pred_class"], pred["fold"], len(labels["lo"]))
     row = {"Accuracy": _pct(s["accuracy_fold_mean"], s["accuracy_fold_std"]),
            "1-off": _pct(s["one_off_fold_mean"], s["one_off_fold_std"]),
@@ -73,9 +76,10 @@ def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list
             blind = pred.assign(pred_expected=pred["base_mean"], pred_class=pred["base_class"])
             rows.append({"configuration": "baseline: training-set mean age" if exact
                          else "baseline: commonest training group", "mode": "no image",
-                         **row_metrics(blind, labels, cfg["seed"]), "stage key": "–"})
+                         **row_metrics(blind.assign(pred_argmax=blind["base_mean"]), labels, cfg["seed"],
+                                      cfg["report"]["tolerance"]), "stage key": "–"})
         rows.append({"configuration": cascade, "mode": node.params["mode"],
-                     **row_metrics(pred, labels, cfg["seed"]), "stage key": node.key})
+                     **row_metrics(pred, labels, cfg["seed"], cfg["report"]["tolerance"]), "stage key": node.key})
     table = pd.DataFrame(rows)
     synthetic = any(t.synthetic for t in plan.tables.values())
     target = plan.targets[0]
@@ -156,6 +160,28 @@ def _confusion_table(pred: pd.DataFrame, labels: dict, path: Path, name: str) ->
     return path
 
 
+def _class_report(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Path:
+    """Per-class precision, recall, F1 and support with macro and support-weighted averages, and
+    the row-normalised confusion matrix (each row: where that class's images went), as Markdown
+    and CSV: the per-class view the related studies report."""
+    names = figures.group_names(labels)
+    k = len(names)
+    r = M.precision_recall_f1(pred["true_class"], pred["pred_class"], k)
+    frame = pd.DataFrame({"precision": r["precision"], "recall": r["recall"], "f1": r["f1"],
+                          "support": r["support"]}, index=names)
+    for avg in ("macro", "weighted"):
+        frame.loc[f"{avg} avg"] = [r[avg]["precision"], r[avg]["recall"], r[avg]["f1"], int(r["support"].sum())]
+    frame["support"] = frame["support"].astype(int)
+    rows = pd.DataFrame(M.confusion_matrix(pred["true_class"], pred["pred_class"], k, normalize=True),
+                        index=[f"true {n}" for n in names], columns=names)
+    atomic_write_text(path, f"# Per-class report: {name}\n\n" + to_markdown(frame.reset_index(names="class"), [])
+                      + f"\n## Confusion matrix, rows normalised (recall on the diagonal)\n\n"
+                      + to_markdown(rows.reset_index(names=""), []))
+    atomic_write_text(path.with_suffix(".csv"), frame.to_csv(float_format="%.6g", index_label="class"))
+    atomic_write_text(path.with_name(path.stem + "_confusion_rows.csv"), rows.to_csv(float_format="%.6g"))
+    return path
+
+
 def write_figures(plan: Plan, preds: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list[Path]:
     """The run's figures: per-fold MAE, error vs. age and cumulative scores for age targets
     (thesis Figures 10-12), a confusion heatmap per configuration for group targets (Table 6 /
@@ -172,6 +198,7 @@ def write_figures(plan: Plan, preds: dict[str, tuple[pd.DataFrame, dict]], folde
         for i, (name, pred) in enumerate(preds.items()):
             written += figures.confusion(pred, labels, folder / f"confusion_{i}", name, synthetic)
             written.append(_confusion_table(pred, labels, folder.parent / f"confusion_{i}.md", name))
+            written.append(_class_report(pred, labels, folder.parent / f"classes_{i}.md", name))
         counts = next(iter(preds.values()))["true_class"].value_counts().to_dict()
         written += figures.group_histogram(counts, labels, folder / "groups", synthetic)
     ages = {name: t.frame["age_lo"].to_numpy() for name, t in plan.tables.items()
