@@ -53,6 +53,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
     """Enumerated leaves and their valid values (registries are the source of truth)."""
     from cascade.models.backbones import BACKBONES
     from cascade.protocols import protocol_names
+    from cascade.train.balance import SAMPLERS, WEIGHTS
 
     stage_names = tuple(k for k in cfg["stages"] if k != "head_only")
     return {
@@ -62,6 +63,10 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "train.mode": ("head", "full"),
         "train.select": SELECT,
         "train.amp": ("auto", "on", "off"),
+        "balance.weights": WEIGHTS,
+        "balance.sampler": SAMPLERS,
+        "balance.stages": ("target", "all"),
+        "cam.target": ("class", "expected"),
         "device": ("auto", "cpu", "cuda"),
         "backend": ("loky", "dask"),
         "loss": LOSSES,
@@ -176,9 +181,12 @@ def validate(cfg: dict) -> None:
             continue
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid; valid values: {', '.join(valid)}")
-    for key in ("seed", "jobs"):
-        if cfg[key] < 0:
-            raise ConfigError(f"{key}={cfg[key]} must be >= 0")
+    for name in cfg["cam"]["backbones"]:
+        if name not in ch["backbone"] and not (name.startswith("timm:") and len(name) > 5):
+            raise ConfigError(f"cam.backbones: {name!r} is not a backbone; valid: {', '.join(ch['backbone'])}")
+    for key, low in (("seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1)):
+        if _get(cfg, key) < low:
+            raise ConfigError(f"{key}={_get(cfg, key)} must be >= {low}")
     for stage, span in cfg["labels"].items():
         m = re.fullmatch(r"(\d+)-(\d+)", str(span)) if span else None
         if span and not (m and int(m[1]) < int(m[2])):
