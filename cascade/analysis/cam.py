@@ -16,11 +16,18 @@ descriptor the face-recognition network produces.
 """
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from cascade.analysis import common
+from cascade.data.datasets import LabelSpace
 from cascade.models.age_model import AgeModel
+from cascade.report import figures
 
 #: What the gradients are taken of.
 TARGETS = ("class", "expected", "embedding")
@@ -60,7 +67,7 @@ def gradcam(model: AgeModel, x: torch.Tensor, target: str = "class",
         if target == "class":
             score = F.log_softmax(logits, 1).gather(1, logits.argmax(1, keepdim=True)).sum()
         elif target == "expected":
-            score = (F.softmax(logits, 1) @ torch.as_tensor(values, dtype=torch.float32)).sum()
+            score = (F.softmax(logits, 1) @ torch.as_tensor(values, dtype=torch.float32, device=logits.device)).sum()
         else:
             score = (pooled ** 2).sum()
         grads, = torch.autograd.grad(score, feats)
@@ -68,7 +75,7 @@ def gradcam(model: AgeModel, x: torch.Tensor, target: str = "class",
     cam = F.relu((alpha * feats).sum(1, keepdim=True)).detach()
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0].clamp_min(0)
     top = cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
-    return (cam / top).numpy(), logits.argmax(1).detach().numpy()
+    return (cam / top).cpu().numpy(), logits.argmax(1).detach().cpu().numpy()
 
 
 def template_landmarks(size: int, margin: float) -> np.ndarray:
@@ -146,3 +153,99 @@ def spread(cam: np.ndarray) -> float:
     x, y = (x + 0.5) / w, (y + 0.5) / h
     cx, cy = float((cam * x).sum()) / total, float((cam * y).sum()) / total
     return float(np.sqrt((cam * ((x - cx) ** 2 + (y - cy) ** 2)).sum() / total))
+
+
+# ----------------------------------------------------------------------------- `cascade explain cam`
+def pick_images(frame: pd.DataFrame, n: int, seed: int) -> list[str]:
+    """Paths of `n` images spread over the age range: one drawn at random (seeded) from each of
+    `n` equal-count age bins, youngest first (the thesis picked FG-NET images at random)."""
+    order = frame.sort_values(["age_lo", "path"]).reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    return [str(order["path"].iloc[int(rng.choice(part))])
+            for part in np.array_split(np.arange(len(order)), min(n, len(order)))]
+
+
+def _models(plan, cache) -> list[tuple[str, AgeModel, str, np.ndarray, str]]:
+    """(row name, model, Grad-CAM target, class values, stage key) of the face-recognition root
+    and, when the cascade has one, its last fine-tuned stage (target nodes keep no weights)."""
+    from cascade.stages.execute import model_source
+
+    cfg, root = plan.cfg, plan.nodes[0]
+    labels = LabelSpace.of(cache.table, None)
+    out = [(f"{cfg['backbone']}: pretrained", model_source(plan, root).build(labels, cfg["seed"]),
+            "embedding", labels.values, root.key)]
+    trained = [n for n in plan.nodes if n.kind == "train"]
+    if trained:
+        node = trained[-1]
+        labels = LabelSpace.from_json((plan.home / "stages" / node.key / "labels.json").read_text())
+        out.append((f"{cfg['backbone']}: {node.label}", model_source(plan, node).build(labels, cfg["seed"]),
+                    cfg["cam"]["target"], labels.values, node.key))
+    return out
+
+
+def explain(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str, Path]:
+    """Grad-CAM of the same target-dataset images for every backbone in `cam.backbones`: its
+    face-recognition (root) model and its fine-tuned stage, side by side (thesis Figure 14), with
+    the share of map mass per facial region and the map's spread per model."""
+    from cascade.stages.execute import Runner, _device
+
+    backbones = cfg["cam"]["backbones"] or [cfg["backbone"]]
+    grid, per_image, keys, paths, head = {}, [], [], None, []
+    for name in backbones:
+        bcfg = copy.deepcopy(cfg)
+        bcfg["backbone"] = name
+        plan = common.full_plan(bcfg)
+        runner = Runner(plan, progress=progress)
+        for node in plan.nodes:
+            if node.kind == "train":
+                runner.run_train(node)
+        cache = runner.cache(cfg["target"])
+        frame = cache.table.frame
+        paths = paths or pick_images(frame, cfg["cam"]["images"], cfg["seed"])
+        index = {p: i for i, p in enumerate(frame["path"])}
+        rows = np.array([index[p] for p in paths])
+        images = np.asarray(cache.images[rows])
+        size = images.shape[1]
+        points, sources = landmarks(images, cfg["data"]["margin"], cfg["data"]["min_face_prob"])
+        masks = [region_masks(p, size, size) for p in points]
+        area = pd.DataFrame([{r: float(m.mean()) for r, m in mk.items()} for mk in masks]).mean()
+        per_image += [{"backbone": name, "model": "uniform map (area share)", "stage key": "–", "target": "–",
+                       "image": Path(p).name, "age": int(frame["age_lo"].iloc[r]), "landmarks": s,
+                       **{k: float(m.mean()) for k, m in mk.items()}, "spread": spread(np.ones((size, size)))}
+                      for p, r, s, mk in zip(paths, rows, sources, masks)]
+        head = head or common.header(plan, [])[:1]
+        head.append(f"Backbone {name}: weights {plan.nodes[0].info['weights']}; images {size} px; "
+                    f"area shares of the regions (what a uniform map would give): "
+                    + ", ".join(f"{r} {v:.2f}" for r, v in area.items()))
+        for label, model, target, values, key in _models(plan, cache):
+            device = _device(cfg)
+            model.to(device)
+            batch = model.preprocessing.apply(torch.from_numpy(images).to(device))
+            maps, pred = gradcam(model, batch, target, values)
+            grid[label] = (images, maps)
+            keys.append(key)
+            per_image += [{"backbone": name, "model": label, "stage key": key, "target": target,
+                           "image": Path(p).name, "age": int(frame["age_lo"].iloc[r]), "landmarks": s,
+                           **region_shares(m, mk), "spread": spread(m)}
+                          for p, r, s, m, mk in zip(paths, rows, sources, maps, masks)]
+    images = pd.DataFrame(per_image)
+    summary = images.groupby(["backbone", "model", "stage key", "target"], sort=False).agg(
+        images=("image", "size"),
+        landmarks=("landmarks", lambda s: f"mtcnn {int((s == 'mtcnn').sum())} / template {int((s == 'template').sum())}"),
+        **{r: (r, "mean") for r in REGIONS}, spread=("spread", "mean")).reset_index()
+    synthetic = "synthetic data" in head[0]
+    folder = Path(cfg["run"]["results_dir"]) / common.run_id(
+        "cam", {**cfg, "backbone": "-".join(backbones)}, [keys, paths, cfg["cam"]])
+    columns = [f"age {a}" for a in images["age"].iloc[:len(paths)]]
+    written = figures.cam_grid(grid, columns, folder / "figures" / "cam_grid", synthetic,
+                               title=f"Grad-CAM, {cfg['target']} images (rows: face-recognition / fine-tuned)")
+    notes = ["Targets: `embedding` = squared norm of the pooled descriptor (the face-recognition model "
+             "has no trained classifier); `class` = log-probability of the predicted class; `expected` = "
+             "the expected age Σ age·p. Region shares are the map's mass per region (mean over the images; "
+             "regions from the five MTCNN landmarks of each image, or the ArcFace template placed with "
+             "data.margin where MTCNN finds no face: column `landmarks`). Spread = activation-weighted "
+             "standard distance from the map's centroid in image sides (uniform map 0.41).",
+             "", "Figure: `figures/cam_grid.png` / `.pdf` (thesis Figure 14)."]
+    md = common.write_outputs(folder, f"Class activation maps {folder.name}", head,
+                              {"cam_summary": summary, "cam_images": images}, settings, list(written), notes)
+    return md, folder
