@@ -1,6 +1,7 @@
 """Analyses of thesis section 6: Grad-CAM (shape, sign, localisation, facial regions), class
 balancing (weights, oversampling, exact resume, keys), and the `explain` / `analyse` commands."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -137,3 +138,101 @@ def test_balance_is_keyed_only_when_set(home):
     assert over.targets[0].params["balance"] == {"weights": "none", "sampler": "oversample"}
     every = P.build(C.load(FAST + [f"home={home}", "balance.weights=inverse", "balance.stages=all"]))
     assert all(a.key != b.key for a, b in zip(base.nodes[1:], every.nodes[1:]))
+
+
+# ----------------------------------------------------------------------------- subjects / groups
+def test_support_counts_other_subjects_images_near_each_age():
+    from cascade.analysis.subjects import age_bins, subject_table, support
+
+    ages = np.array([1, 2, 2, 30, 31, 60])
+    subjects = np.array(["a", "a", "b", "b", "c", "c"])
+    assert support(ages, subjects, 1).tolist() == [1, 1, 2, 1, 1, 0]
+    pred = pd.DataFrame({"subject": subjects, "true_value": ages, "pred_expected": [1, 2, 12, 30, 31, 20.0]})
+    t = subject_table(pred, 1)
+    assert t["subject"].tolist() == ["c", "b", "a"] and t["rank"].tolist() == [1, 2, 3]
+    assert t.loc[0, "MAE"] == 20 and t.loc[0, "support"] == 0.5 and t.loc[0, "ages"] == "31-60"
+    binned, labels = age_bins(pred, 10)
+    assert binned["true_class"].tolist() == [0, 0, 0, 3, 3, 6] and binned["pred_class"].tolist()[2] == 1
+    assert labels["lo"][:2] == [0, 10] and labels["hi"][-1] == 69
+
+
+def test_thesis_table6_gives_the_precision_and_recall_it_quotes():
+    from cascade.analysis.groups import thesis_rows
+
+    t = thesis_rows(["0-12", "15-20", "25-100"]).set_index("group")
+    assert t.loc["0-12", "precision"] == pytest.approx(0.95, abs=0.01)       # "0.95 and 0.98"
+    assert t.loc["0-12", "recall"] == pytest.approx(0.98, abs=0.01)
+    assert t.loc["25-100", "recall"] == pytest.approx(0.92, abs=0.005)        # "recall slightly drops to 0.92"
+    from cascade.analysis.groups import THESIS_TABLE6
+
+    cm = np.asarray(THESIS_TABLE6)
+    assert np.trace(cm) / cm.sum() == pytest.approx(0.9212, abs=1e-4)      # the text says 92.59%
+
+
+# ----------------------------------------------------------------------------- commands (FAST)
+@pytest.fixture(scope="module")
+def shared_home(suite_home, tmp_path_factory):
+    """One store for the command tests: the imdb and agedb stages are trained once, as a user's
+    store reuses them across analyses."""
+    new = tmp_path_factory.mktemp("analysis") / "home"
+    new.mkdir()
+    (new / "demo").symlink_to(suite_home / "demo")
+    return new
+
+
+def _cli(home, tmp_path, *words):
+    from cascade.cli import main
+
+    from conftest import FAST
+
+    assert main([*words, *FAST, f"home={home}", f"run.results_dir={tmp_path / 'results'}", "--quiet"]) == 0
+    (folder,) = (tmp_path / "results").iterdir()
+    readme = (folder / "README.md").read_text()
+    assert "synthetic data" in readme
+    for png in folder.glob("figures/*.png"):
+        assert png.with_suffix(".pdf").exists()
+    return folder, readme
+
+
+def test_explain_cam_command(shared_home, tmp_path):
+    folder, readme = _cli(shared_home, tmp_path, "explain", "cam", "cam.images=3", "cam.target=expected")
+    assert (folder / "figures" / "cam_grid.png").exists()
+    summary = pd.read_csv(folder / "cam_summary.csv")
+    assert summary["model"].tolist() == ["uniform map (area share)", "demo: pretrained",
+                                         "demo: pretrained → imdb → agedb"]
+    assert summary["target"].tolist()[1:] == ["embedding", "expected"]
+    shares = summary[list(K.REGIONS)].fillna(0).sum(axis=1)
+    assert np.allclose(shares[shares > 0], 1.0) and (summary["images"] == 3).all()
+    images = pd.read_csv(folder / "cam_images.csv")
+    assert set(images["landmarks"]) <= {"mtcnn", "template"} and len(images) == 9
+
+
+def test_analyse_groups_command(shared_home, tmp_path):
+    folder, readme = _cli(shared_home, tmp_path, "analyse", "groups")
+    groups = pd.read_csv(folder / "groups.csv")
+    assert groups["group"].tolist()[:3] == ["0-12", "15-20", "25-100"]
+    confusion = pd.read_csv(folder / "confusion.csv", index_col=0)
+    assert int(confusion.iloc[:3, :3].to_numpy().sum()) == groups["images"].iloc[:3].sum()
+    assert "recall" in confusion.columns and "precision" in confusion.index
+    assert (folder / "figures" / "confusion.pdf").exists() and (folder / "figures" / "groups.png").exists()
+
+
+def test_analyse_distributions_command(shared_home, tmp_path):
+    folder, readme = _cli(shared_home, tmp_path, "analyse", "distributions")
+    ages = pd.read_csv(folder / "ages.csv")
+    assert ages["dataset"].tolist() == ["imdb", "agedb", "fgnet"]
+    groups = pd.read_csv(folder / "adience_groups.csv")
+    assert groups["share %"].sum() == pytest.approx(100)
+    assert (folder / "figures" / "age_distributions.png").exists()
+    assert (folder / "figures" / "adience_groups.pdf").exists()
+
+
+def test_analyse_subjects_command_compares_balance_settings(shared_home, tmp_path):
+    folder, readme = _cli(shared_home, tmp_path, "analyse", "subjects", "balance.sampler=oversample")
+    settings = pd.read_csv(folder / "settings.csv")
+    assert settings["balance"].tolist() == ["none", "weights=none, sampler=oversample (target)"]
+    subjects = pd.read_csv(folder / "subjects.csv", dtype={"subject": str})
+    assert len(subjects) == 82 and subjects["MAE"].is_monotonic_decreasing
+    assert "MAE (weights=none, sampler=oversample (target))" in subjects.columns
+    assert (folder / "figures" / "hard_subjects_0.png").exists() and (folder / "hard_subjects_1.md").exists()
+    assert "Spearman" in readme and "002, 003, 004, 005" in readme
