@@ -184,7 +184,8 @@ def validate(cfg: dict) -> None:
     for name in cfg["cam"]["backbones"]:
         if name not in ch["backbone"] and not (name.startswith("timm:") and len(name) > 5):
             raise ConfigError(f"cam.backbones: {name!r} is not a backbone; valid: {', '.join(ch['backbone'])}")
-    for key, low in (("seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1)):
+    for key, low in (("seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
+                     ("analyse.hard", 1)):
         if _get(cfg, key) < low:
             raise ConfigError(f"{key}={_get(cfg, key)} must be >= {low}")
     for stage, span in cfg["labels"].items():
