@@ -80,6 +80,30 @@ def test_regions_partition_the_image_and_follow_the_landmarks():
     assert K.spread(np.ones((64, 64))) == pytest.approx(np.sqrt(1 / 6), rel=1e-3)
 
 
+def test_real_faces_get_mtcnn_landmarks_in_their_regions():
+    """On real aligned Adience faces at a cache's size (64 px, upscaled for MTCNN) the landmarks come
+    from MTCNN, sit in face order, and each falls in its own region."""
+    from conftest import REFERENCE
+
+    folder = REFERENCE / "faces" / "adience"
+    files = sorted(folder.glob("*/*.jpg"))[:4] if folder.exists() else []
+    if not files:
+        pytest.skip("../shared/reference/faces/adience absent")
+    from PIL import Image
+
+    from cascade.data.cache import decode_rgb
+
+    images = np.stack([np.asarray(decode_rgb(f).resize((64, 64), Image.BICUBIC)) for f in files])
+    points, sources = K.landmarks(images, margin=0.4, min_prob=0.9)
+    assert sources.count("mtcnn") >= 3
+    for pts, src in zip(points, sources):
+        le, re, nose, lm, rm = pts
+        assert le[0] < re[0] and lm[0] < rm[0] and max(le[1], re[1]) < nose[1] < min(lm[1], rm[1])
+        masks = K.region_masks(pts, 64, 64)
+        for (x, y), name in zip(pts.astype(int), ["eyes", "eyes", "nose", "mouth", "mouth"]):
+            assert masks[name][y, x], (src, name)
+
+
 # ----------------------------------------------------------------------------- balancing
 def test_inverse_weights_equal_sklearns_balanced_weights():
     from sklearn.utils.class_weight import compute_class_weight
