@@ -8,8 +8,9 @@ expected value), its rank, and its *support*: the mean number of training images
 then holds the hard subjects out together and trains on the rest — the thesis's subjects 002-005
 (the `hard-subjects` protocol) and the `analyse.hard` hardest of this ranking (the thesis's
 procedure, which on other data picks other subjects) — and writes the confusion matrix of true
-vs. predicted age bins (`analyse.bin` years; thesis Figure 13).  With `balance.*` set (the remedy the thesis names), the same is run without it too,
-one row per setting, so the remedy's effect on the hard subjects is a number.
+vs. predicted age bins (`analyse.bin` years; thesis Figure 13).  With `balance.*` set (the
+remedy the thesis names), the same is run without it too, one row per setting, so the remedy's
+effect on the hard subjects is a number.
 """
 from __future__ import annotations
 
@@ -151,9 +152,10 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
     written = []
     for i, (name, label, test, hpred) in enumerate(hard_runs):
         binned, labels = age_bins(hpred, width)
-        title = f"Held out together, {label}: true vs. predicted {width}-year age bins (balance {name})"
+        title = (f"{label[4:].capitalize()} ({', '.join(test)}) held out together:\n"
+                 f"true vs. predicted age ({width}-year bins), balance {name}")
         written += figures.confusion(binned, labels, folder / "figures" / f"hard_subjects_{i}", title, synthetic)
-        written.append(_confusion_table(binned, labels, folder / f"hard_subjects_{i}.md", title))
+        written.append(_confusion_table(binned, labels, folder / f"hard_subjects_{i}.md", title.replace("\n", " ")))
     written += figures.fold_mae(lopo_preds, folder / "figures" / "subject_mae", synthetic,
                                 title=f"{target}: MAE per held-out subject (LOPO)")
     written += figures.error_vs_age(lopo_preds, folder / "figures" / "error_vs_age", synthetic)
