@@ -225,7 +225,7 @@ def test_explain_cam_command(shared_home, tmp_path):
     assert summary["model"].tolist() == ["uniform map (area share)", "demo: pretrained",
                                          "demo: pretrained → imdb → agedb"]
     assert summary["target"].tolist()[1:] == ["embedding", "expected"]
-    shares = summary[list(K.REGIONS)].fillna(0).sum(axis=1)
+    shares = summary[[f"{r} %" for r in K.REGIONS]].fillna(0).sum(axis=1) / 100
     assert np.allclose(shares[shares > 0], 1.0) and (summary["images"] == 3).all()
     images = pd.read_csv(folder / "cam_images.csv")
     assert set(images["landmarks"]) <= {"mtcnn", "template"} and len(images) == 9

@@ -183,69 +183,81 @@ def _models(plan, cache) -> list[tuple[str, AgeModel, str, np.ndarray, str]]:
     return out
 
 
+def _backbone(cfg: dict, paths: list[str] | None, progress: bool) -> dict:
+    """One backbone's part of `explain`: train its cascade's intermediate stages if missing, take
+    the images (`paths`, or pick them), find their landmarks, and map them with each model."""
+    from cascade.stages.execute import Runner, _device
+
+    plan = common.full_plan(cfg)
+    runner = Runner(plan, progress=progress)
+    for node in plan.nodes:
+        if node.kind == "train":
+            runner.run_train(node)
+    cache = runner.cache(cfg["target"])
+    frame = cache.table.frame
+    paths = paths or pick_images(frame, cfg["cam"]["images"], cfg["seed"])
+    index = {p: i for i, p in enumerate(frame["path"])}
+    rows = np.array([index[p] for p in paths])
+    images = np.asarray(cache.images[rows])
+    size = images.shape[1]
+    points, sources = landmarks(images, cfg["data"]["margin"], cfg["data"]["min_face_prob"])
+    masks = [region_masks(p, size, size) for p in points]
+    described = [{"backbone": cfg["backbone"], "image": Path(p).name, "age": int(frame["age_lo"].iloc[r]),
+                  "landmarks": s} for p, r, s in zip(paths, rows, sources)]
+    uniform = np.ones((size, size))
+    per_image = [{**d, "model": "uniform map (area share)", "stage key": "–", "target": "–",
+                  **region_shares(uniform, mk), "spread": spread(uniform)} for d, mk in zip(described, masks)]
+    grid, keys = {}, []
+    for label, model, target, values, key in _models(plan, cache):
+        device = _device(cfg)
+        model.to(device)
+        maps, _ = gradcam(model, model.preprocessing.apply(torch.from_numpy(images).to(device)), target, values)
+        grid[label] = (images, maps)
+        keys.append(key)
+        per_image += [{**d, "model": label, "stage key": key, "target": target, **region_shares(m, mk),
+                       "spread": spread(m)} for d, m, mk in zip(described, maps, masks)]
+    return {"plan": plan, "paths": paths, "grid": grid, "keys": keys, "rows": per_image,
+            "ages": [d["age"] for d in described], "size": size}
+
+
 def explain(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str, Path]:
     """Grad-CAM of the same target-dataset images for every backbone in `cam.backbones`: its
     face-recognition (root) model and its fine-tuned stage, side by side (thesis Figure 14), with
     the share of map mass per facial region and the map's spread per model."""
-    from cascade.stages.execute import Runner, _device
-
     backbones = cfg["cam"]["backbones"] or [cfg["backbone"]]
-    grid, per_image, keys, paths, head = {}, [], [], None, []
+    parts, paths = [], None
     for name in backbones:
-        bcfg = copy.deepcopy(cfg)
-        bcfg["backbone"] = name
-        plan = common.full_plan(bcfg)
-        runner = Runner(plan, progress=progress)
-        for node in plan.nodes:
-            if node.kind == "train":
-                runner.run_train(node)
-        cache = runner.cache(cfg["target"])
-        frame = cache.table.frame
-        paths = paths or pick_images(frame, cfg["cam"]["images"], cfg["seed"])
-        index = {p: i for i, p in enumerate(frame["path"])}
-        rows = np.array([index[p] for p in paths])
-        images = np.asarray(cache.images[rows])
-        size = images.shape[1]
-        points, sources = landmarks(images, cfg["data"]["margin"], cfg["data"]["min_face_prob"])
-        masks = [region_masks(p, size, size) for p in points]
-        area = pd.DataFrame([{r: float(m.mean()) for r, m in mk.items()} for mk in masks]).mean()
-        per_image += [{"backbone": name, "model": "uniform map (area share)", "stage key": "–", "target": "–",
-                       "image": Path(p).name, "age": int(frame["age_lo"].iloc[r]), "landmarks": s,
-                       **{k: float(m.mean()) for k, m in mk.items()}, "spread": spread(np.ones((size, size)))}
-                      for p, r, s, mk in zip(paths, rows, sources, masks)]
-        head = head or common.header(plan, [])[:1]
-        head.append(f"Backbone {name}: weights {plan.nodes[0].info['weights']}; images {size} px; "
-                    f"area shares of the regions (what a uniform map would give): "
-                    + ", ".join(f"{r} {v:.2f}" for r, v in area.items()))
-        for label, model, target, values, key in _models(plan, cache):
-            device = _device(cfg)
-            model.to(device)
-            batch = model.preprocessing.apply(torch.from_numpy(images).to(device))
-            maps, pred = gradcam(model, batch, target, values)
-            grid[label] = (images, maps)
-            keys.append(key)
-            per_image += [{"backbone": name, "model": label, "stage key": key, "target": target,
-                           "image": Path(p).name, "age": int(frame["age_lo"].iloc[r]), "landmarks": s,
-                           **region_shares(m, mk), "spread": spread(m)}
-                          for p, r, s, m, mk in zip(paths, rows, sources, maps, masks)]
-    images = pd.DataFrame(per_image)
-    summary = images.groupby(["backbone", "model", "stage key", "target"], sort=False).agg(
+        parts.append(_backbone({**copy.deepcopy(cfg), "backbone": name}, paths, progress))
+        paths = parts[-1]["paths"]
+    per_image = pd.DataFrame([row for part in parts for row in part["rows"]])
+    cols = ["backbone", "model", "stage key", "target"]
+    per_image = per_image[cols + ["image", "age", "landmarks", *REGIONS, "spread"]]
+    summary = per_image.groupby(cols, sort=False).agg(
         images=("image", "size"),
         landmarks=("landmarks", lambda s: f"mtcnn {int((s == 'mtcnn').sum())} / template {int((s == 'template').sum())}"),
         **{r: (r, "mean") for r in REGIONS}, spread=("spread", "mean")).reset_index()
-    synthetic = "synthetic data" in head[0]
+    shares = {r: f"{r} %" for r in REGIONS}                 # percentages: 2 decimals still tell 4.3 from 3.0
+    per_image, summary = (t.assign(**{r: 100 * t[r] for r in REGIONS}).rename(columns=shares)
+                          for t in (per_image, summary))
+    synthetic = any(common.synthetic(part["plan"]) for part in parts)
+    head = common.header(parts[0]["plan"], [])[:1] + [
+        f"Backbone {name}: weights {part['plan'].nodes[0].info['weights']}; images {part['size']} px"
+        for name, part in zip(backbones, parts)]
     folder = Path(cfg["run"]["results_dir"]) / common.run_id(
-        "cam", {**cfg, "backbone": "-".join(backbones)}, [keys, paths, cfg["cam"]])
-    columns = [f"age {a}" for a in images["age"].iloc[:len(paths)]]
-    written = figures.cam_grid(grid, columns, folder / "figures" / "cam_grid", synthetic,
-                               title=f"Grad-CAM, {cfg['target']} images (rows: face-recognition / fine-tuned)")
+        "cam", {**cfg, "backbone": "-".join(backbones)}, [[k for part in parts for k in part["keys"]], paths,
+                                                         cfg["cam"]])
+    grid = {label: maps for part in parts for label, maps in part["grid"].items()}
+    written = figures.cam_grid(grid, [f"age {a}" for a in parts[0]["ages"]], folder / "figures" / "cam_grid",
+                               synthetic, title=f"Grad-CAM, {cfg['target']} images "
+                                                f"(rows: face-recognition / fine-tuned)")
     notes = ["Targets: `embedding` = squared norm of the pooled descriptor (the face-recognition model "
              "has no trained classifier); `class` = log-probability of the predicted class; `expected` = "
-             "the expected age Σ age·p. Region shares are the map's mass per region (mean over the images; "
+             "the expected age Σ age·p. Region shares are the percentage of the map's mass per region (mean over the images; "
              "regions from the five MTCNN landmarks of each image, or the ArcFace template placed with "
-             "data.margin where MTCNN finds no face: column `landmarks`). Spread = activation-weighted "
+             "data.margin where MTCNN finds no face: column `landmarks`); the `uniform map` rows are the "
+             "regions' area shares, what a map without preference would give. Spread = activation-weighted "
              "standard distance from the map's centroid in image sides (uniform map 0.41).",
              "", "Figure: `figures/cam_grid.png` / `.pdf` (thesis Figure 14)."]
     md = common.write_outputs(folder, f"Class activation maps {folder.name}", head,
-                              {"cam_summary": summary, "cam_images": images}, settings, list(written), notes)
+                              {"cam_summary": summary, "cam_images": per_image}, settings, list(written), notes)
     return md, folder
