@@ -13,6 +13,10 @@
     cascade regress STAGE [STAGE ...] [engine=autosklearn|ridge|svr|gbr|rf protocol=lopo
                     modes=last:max,first:max,last:none folds=N] [--jobs N] [key=value ...]
     cascade regress --setup-engine autosklearn         (builds auto-sklearn's own environment once)
+    cascade explain cam [cam.backbones=demo,...] [cam.target=class|expected] [cam.images=N] [key=value ...]
+    cascade analyse subjects [analyse.window=K] [analyse.bin=B] [balance.sampler=oversample ...]
+    cascade analyse groups [key=value ...]
+    cascade analyse distributions [key=value ...]
 
 STAGE is `pretrained` (the face-recognition weights) or a cascade prefix such as `imdb,agedb`.
 """
@@ -95,7 +99,27 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
     t.add_argument("settings", nargs="*", metavar="key=value")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    ex = sub.add_parser("explain", help="explain cam: Grad-CAM of face-recognition vs. fine-tuned models (thesis Fig. 14)")
+    ex.add_argument("what", choices=["cam"])
+    ex.add_argument("settings", nargs="*", metavar="key=value")
+    ex.add_argument("--quiet", action="store_true", help="no progress bars")
+    an = sub.add_parser("analyse", help="analyses of thesis section 6: subjects | groups | distributions")
+    an.add_argument("what", choices=["subjects", "groups", "distributions"])
+    an.add_argument("settings", nargs="*", metavar="key=value")
+    an.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def cmd_analysis(module: str, entry: str, settings: list[str], quiet: bool) -> int:
+    """Run `cascade.analysis.<module>.<entry>(cfg, settings, progress)` (it trains what it needs),
+    print its tables and where they were written."""
+    import importlib
+
+    run = getattr(importlib.import_module(f"cascade.analysis.{module}"), entry)
+    md, folder = run(C.load(settings), settings, progress=not quiet)
+    print(md)
+    print(f"written to {folder}/")
+    return 0
 
 
 def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
@@ -290,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_features(args.settings, args.quiet)
         if args.command == "regress":
             return cmd_regress(args.settings, args.jobs, args.setup_engine, args.quiet)
+        if args.command == "explain":
+            return cmd_analysis("cam", "explain", args.settings, args.quiet)
+        if args.command == "analyse":
+            return cmd_analysis(args.what, "analyse", args.settings, args.quiet)
         raise AssertionError(f"unhandled command {args.command}")
     except (C.ConfigError, FileNotFoundError, ValueError, EngineError) as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)

@@ -55,6 +55,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
     from cascade.protocols import protocol_names
     from cascade.regress.engines import ENGINES
     from cascade.regress.features import LAYERS, POOLINGS
+    from cascade.train.balance import SAMPLERS, WEIGHTS
 
     stage_names = tuple(k for k in cfg["stages"] if k != "head_only")
     return {
@@ -64,6 +65,10 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "train.mode": ("head", "full"),
         "train.select": SELECT,
         "train.amp": ("auto", "on", "off"),
+        "balance.weights": WEIGHTS,
+        "balance.sampler": SAMPLERS,
+        "balance.stages": ("target", "all"),
+        "cam.target": ("class", "expected"),
         "device": ("auto", "cpu", "cuda"),
         "backend": ("loky", "dask"),
         "loss": LOSSES,
@@ -191,9 +196,14 @@ def validate(cfg: dict) -> None:
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")
-    for key in ("seed", "jobs", "regress.folds", "regress.time_left", "regress.per_run_time", "regress.memory_mb"):
-        if _get(cfg, key) < 0:
-            raise ConfigError(f"{key}={_get(cfg, key)} must be >= 0")
+    for name in cfg["cam"]["backbones"]:
+        if name not in ch["backbone"] and not (name.startswith("timm:") and len(name) > 5):
+            raise ConfigError(f"cam.backbones: {name!r} is not a backbone; valid: {', '.join(ch['backbone'])}")
+    for key, low in (("seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
+                     ("analyse.hard", 1), ("regress.folds", 0), ("regress.time_left", 0), ("regress.per_run_time", 0),
+                     ("regress.memory_mb", 0)):
+        if _get(cfg, key) < low:
+            raise ConfigError(f"{key}={_get(cfg, key)} must be >= {low}")
     from cascade.regress.features import Mode
     for mode in cfg["regress"]["modes"]:
         Mode.parse(mode)

@@ -1,4 +1,4 @@
-"""The study's figures (thesis Figures 5-6 and 10-13) from stage predictions, as PNG + PDF.
+"""The study's figures (thesis Figures 5-6 and 10-14) from stage predictions, as PNG + PDF.
 
 Why these choices:
 
@@ -286,4 +286,29 @@ def group_histogram(counts: Sequence[int] | Mapping[int, int], labels: Mapping |
     ax.set(xlabel="age group (years)", ylabel="images")
     full = _title(title, synthetic)
     ax.set_title(full)
+    return _save(fig, stem, full)
+
+
+# --------------------------------------------------------------------------- class activation maps
+
+def cam_grid(rows: Mapping[str, tuple[np.ndarray, np.ndarray]], columns: Sequence[str], stem,
+             synthetic: bool = False, title: str = "Grad-CAM") -> FigureFiles:
+    """Thesis Figure 14: one row per model (``rows``: name → (images (N, H, W, 3) uint8, maps
+    (N, H, W) in [0, 1])), one column per image (the same images in every row, each at its
+    model's input size), the map over the face as a translucent heat map."""
+    n_rows, n_cols = len(rows), len(columns)
+    fig = _new_figure(1.6 * n_cols + 1.6, 1.6 * n_rows + 0.6)
+    axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
+    for r, (name, (images, maps)) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.imshow(images[c])
+            ax.imshow(maps[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize="small")
+        axes[r, 0].set_ylabel(name, fontsize="x-small", rotation=0, ha="right", va="center")
+    full = _title(title, synthetic)
+    fig.suptitle(full, fontsize="medium")
     return _save(fig, stem, full)

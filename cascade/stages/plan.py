@@ -64,6 +64,12 @@ def _amp(cfg: dict) -> bool:
     return cfg["device"] == "cuda" or (cfg["device"] == "auto" and torch.cuda.is_available())
 
 
+def _balanced(cfg: dict, kind: str) -> bool:
+    """Whether a node of `kind` trains with class weights / oversampling (`balance.*`)."""
+    b = cfg["balance"]
+    return (b["weights"], b["sampler"]) != ("none", "none") and (b["stages"] == "all" or kind == "target")
+
+
 def build(cfg: dict) -> Plan:
     home = C.cascade_home(cfg)
     bb = C.backbone_settings(cfg)
@@ -87,6 +93,8 @@ def build(cfg: dict) -> Plan:
             params["amp"] = True
         if cfg["labels"].get(stage):   # only when set: the default label space is the data's range
             params["classes"] = cfg["labels"][stage]
+        if _balanced(cfg, kind):       # only when set: unbalanced keys stay what they were
+            params["balance"] = {k: cfg["balance"][k] for k in ("weights", "sampler")}
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": stable_hash(table(stage).manifest_records()),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from cascade.models.age_model import AgeModel
 from cascade.store import atomic_torch_save, safe_torch_load
+from cascade.train import balance as B
 from cascade.train.augment import random_affine
 from cascade.train.losses import make_loss
 
@@ -71,7 +72,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
         progress: bool = False, desc: str = "", features: np.ndarray | None = None) -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
-    augment, select, loss, amp); leave in it the weights `select` names (the last epoch's, or the epoch with
+    augment, select, loss, amp, balance); leave in it the weights `select` names (the last epoch's, or the epoch with
     the best validation loss / MAE); return the history.  `ckpt` is written after every epoch and
     resumed from when present.  `features`: the frozen body's output for every image, computed
     once by the caller and shared by many calls (mode a across the folds of a protocol)."""
@@ -123,6 +124,10 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             cached = {"train": embed(model, split.images, split.train, device),
                       "val": embed(model, split.images, split.val, device)}
     targets = torch.from_numpy(split.targets)
+    balance = params.get("balance", {})               # present only when set (see stages/plan.py)
+    train_targets = split.targets[split.train]
+    weights = B.class_weights(train_targets, len(class_values), balance.get("weights", "none"))
+    weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
 
     def forward(rows: np.ndarray, which: str, pos: np.ndarray | None, gen=None) -> torch.Tensor:
         if cached is not None:
@@ -140,13 +145,15 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         model.train()
         if head_only:
             model.body.eval()
-        order = torch.randperm(len(split.train), generator=gen).numpy()
+        order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
         total, count = 0.0, 0
         for pos in _batches(order, params["batch_size"]):
             rows = split.train[pos]
             with autocast():
                 logits = forward(rows, "train", pos, gen)
-            loss = loss_fn(logits.float(), targets[rows].to(device), values.to(device)).mean()
+            t = targets[rows].to(device)
+            loss = loss_fn(logits.float(), t, values.to(device))
+            loss = (loss if weights is None else loss * weights[t]).mean()
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
