@@ -23,11 +23,16 @@ TARGETS = ("fgnet", "adience", "adience3", "utkface", "agedb", "wiki")
 NULLABLE_TYPES: dict[str, type] = {
     "train.lr": float, "train.batch_size": int, "train.epochs": int, "train.patience": int,
     "train.mode": str, "train.augment": bool, "train.select": str, "train.fraction": float,
+    "train.optimizer": str, "train.weight_decay": float, "train.lr_min": float, "train.early_stop": int,
+    "train.freeze_epochs": int, "train.trainable_layers": int,
 }
 
 #: Training losses (cascade.train.losses) and the options each one reads.
 LOSSES = ("ce", "dldl", "mean_variance")
 LOSS_OPTIONS = {"ce": (), "dldl": ("sigma",), "mean_variance": ("lambda_mean", "lambda_var")}
+
+#: Optimiser and layer-freezing settings (cascade.train.schedule), added to a stage only when set.
+SCHEDULE = ("optimizer", "weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers")
 
 #: Which epoch's weights a stage keeps (see stages.yaml `select`).
 SELECT = ("last", "best_loss", "best_mae")
@@ -65,6 +70,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "train.mode": ("head", "full"),
         "train.select": SELECT,
         "train.amp": ("auto", "on", "off"),
+        "train.optimizer": ("adam", "adamw"),
         "balance.weights": WEIGHTS,
         "balance.sampler": SAMPLERS,
         "balance.stages": ("target", "all"),
@@ -193,6 +199,9 @@ def validate(cfg: dict) -> None:
         if not re.fullmatch(r"\d+(\.\d+)?", str(k)):
             raise ConfigError(f"report.tolerance={','.join(map(str, cfg['report']['tolerance']))}: expected "
                               f"non-negative numbers of years (e.g. 1,2,3)")
+    for k in ("weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers"):
+        if cfg["train"][k] is not None and cfg["train"][k] < (1 if k in ("early_stop", "trainable_layers") else 0):
+            raise ConfigError(f"train.{k}={cfg['train'][k]} is out of range (see cascade/configs/defaults.yaml)")
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")
@@ -303,6 +312,9 @@ def stage_params(cfg: dict, stage: str, mode: str) -> dict:
             params[k] = cfg["train"][k]
     if cfg["train"]["fraction"] is not None:           # keyed only when set
         params["train_fraction"] = cfg["train"]["fraction"]
+    for k in SCHEDULE:                                 # the related studies' schedules: keyed only when set
+        if cfg["train"][k] is not None:
+            params[k] = cfg["train"][k]
     return params
 
 

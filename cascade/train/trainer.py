@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from cascade.models.age_model import AgeModel
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train import balance as B
+from cascade.train import schedule as S
 from cascade.train.augment import random_affine
 from cascade.train.losses import make_loss
 
@@ -80,12 +81,11 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
 
     head_only = params["mode"] == "head"
     model.to(device)
-    for p in model.body.parameters():
-        p.requires_grad_(not head_only)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(trainable, lr=params["lr"])
+    S.set_epoch(model, params, 0)
+    opt = S.optimizer(model, params)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=params.get("lr_factor", 0.5),
-                                                       patience=params["patience"])
+                                                       patience=params["patience"],
+                                                       min_lr=params.get("lr_min") or 0.0)
     values = torch.tensor(class_values, dtype=torch.float32)
     loss_fn = make_loss(params.get("loss", "ce"), params.get("loss_options"))
     select = params.get("select", "last")
@@ -137,7 +137,10 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             x = random_affine(x, gen, aug["rotation"], aug["shift"], aug["crop"], aug["flip"])
         return model(x)
 
-    epochs = range(state["epoch"], params["epochs"])
+    patience_stop = params.get("early_stop")
+    stop_on = criterion or "val_loss"
+    stopped = _should_stop(state["history"], stop_on, patience_stop)     # a resumed, stopped run
+    epochs = range(state["epoch"], state["epoch"] if stopped else params["epochs"])
     bar = tqdm(epochs, desc=desc or "train", disable=not progress, leave=False)
     for epoch in bar:
         gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
@@ -145,6 +148,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         model.train()
         if head_only:
             model.body.eval()
+        S.set_epoch(model, params, epoch)
         order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
         total, count = 0.0, 0
         for pos in _batches(order, params["batch_size"]):
@@ -179,12 +183,25 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                            **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
+        if _should_stop(state["history"], stop_on, patience_stop):
+            log(f"early stop: {stop_on} has not improved for {patience_stop} epochs")
+            break
     if criterion:
         model.load_state_dict(state["best_state"])
     for p in model.parameters():
         p.requires_grad_(True)
     kept = state["best_epoch"] if criterion else state["epoch"]
     return {"history": state["history"], "select": select, "kept_epoch": kept}
+
+
+def _should_stop(history: list[dict], metric: str, patience: int | None) -> bool:
+    """Early stopping (`train.early_stop=N`): the metric the stage selects on (validation loss
+    when it keeps the last epoch) has not improved for N epochs.  Read from the history, which
+    the checkpoint holds, so a resumed run stops where an uninterrupted one would."""
+    if not patience or not history:
+        return False
+    values = [h[metric] for h in history]
+    return len(values) - 1 - int(np.nanargmin(values)) >= patience
 
 
 @torch.no_grad()

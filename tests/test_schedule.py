@@ -1,0 +1,89 @@
+"""The related studies' training schedules: body frozen for the first epochs, only the top N
+layers trained, AdamW with weight decay, a floor on the reduce-on-plateau schedule, and early
+stopping that a resumed run repeats exactly."""
+import numpy as np
+import pytest
+import torch
+
+from cascade import config as C
+from cascade.train import schedule as S
+from cascade.train.trainer import fit
+
+from test_trainer import AUG, PARAMS, _data, _model
+
+
+def _body_state(model):
+    return {k: v.clone() for k, v in model.body.state_dict().items()}
+
+
+def test_freeze_epochs_trains_the_head_first_then_all(tmp_path):
+    split, values = _data(), np.arange(4.0)
+    model = _model()
+    before = _body_state(model)
+    head_before = model.classifier.weight.detach().clone()
+    fit(model, split, {**PARAMS, "epochs": 1, "freeze_epochs": 1}, AUG, values, tmp_path / "a.pt", seed=0,
+        log=lambda m: None)
+    assert all(torch.equal(before[k], v) for k, v in model.body.state_dict().items())      # BN stats too
+    assert not torch.equal(head_before, model.classifier.weight)
+    fit(model, split, {**PARAMS, "epochs": 2, "freeze_epochs": 1}, AUG, values, tmp_path / "a.pt", seed=0,
+        log=lambda m: None)                                                            # epoch 2 resumes
+    assert not torch.equal(before["0.0.weight"], model.body.state_dict()["0.0.weight"])
+
+
+def test_only_the_top_layers_train(tmp_path):
+    split, values = _data(), np.arange(4.0)
+    model = _model()
+    layers = S._layers(model.body)
+    before = [[p.detach().clone() for p in m.parameters(recurse=False)] for m in layers]
+    stats = model.body[0][1].running_mean.clone()
+    fit(model, split, {**PARAMS, "epochs": 1, "trainable_layers": 2}, AUG, values, tmp_path / "b.pt", seed=0,
+        log=lambda m: None)
+    changed = [any(not torch.equal(a, b) for a, b in zip(old, m.parameters(recurse=False)))
+               for old, m in zip(before, layers)]
+    assert changed == [False] * (len(layers) - 2) + [True, True]
+    assert torch.equal(stats, model.body[0][1].running_mean)          # a frozen BN keeps its statistics
+
+
+def test_adamw_with_decay_and_a_floor_on_the_schedule():
+    model = _model()
+    opt = S.optimizer(model, {**PARAMS, "optimizer": "adamw", "weight_decay": 0.05})
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.05
+    assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
+    head = S.optimizer(model, {**PARAMS, "mode": "head"})
+    assert type(head) is torch.optim.Adam
+    assert len(head.param_groups[0]["params"]) == len(list(model.parameters())) - len(list(model.body.parameters()))
+
+
+def test_lr_floor(tmp_path):
+    split, values = _data(), np.arange(4.0)
+    h = fit(_model(), split, {**PARAMS, "epochs": 6, "patience": 0, "lr_factor": 0.1, "lr_min": 1e-4,
+                              "select": "last"}, AUG, values, tmp_path / "c.pt", seed=0, log=lambda m: None)
+    assert min(r["lr"] for r in h["history"]) >= 1e-4 - 1e-12
+
+
+def test_early_stop_and_its_exact_resume(tmp_path):
+    split, values = _data(), np.arange(4.0)
+    params = {**PARAMS, "epochs": 12, "lr": 0.3, "early_stop": 2, "select": "best_loss"}   # diverges fast
+    model = _model()
+    h = fit(model, split, params, AUG, values, tmp_path / "d.pt", seed=0, log=lambda m: None)
+    n = len(h["history"])
+    losses = [r["val_loss"] for r in h["history"]]
+    assert n < 12 and n - 1 - int(np.argmin(losses)) == 2
+    again = fit(_model(seed=5), split, params, AUG, values, tmp_path / "d.pt", seed=0, log=lambda m: None)
+    assert again["history"] == h["history"]                           # resumed: stopped, nothing more
+    part = _model()
+    fit(part, split, {**params, "epochs": 2}, AUG, values, tmp_path / "e.pt", seed=0, log=lambda m: None)
+    resumed = _model(seed=7)
+    h2 = fit(resumed, split, params, AUG, values, tmp_path / "e.pt", seed=0, log=lambda m: None)
+    assert h2["history"] == h["history"]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_schedule_settings_are_keyed_only_when_set_and_validated():
+    cfg = C.load([])
+    assert not set(C.SCHEDULE) & set(C.stage_params(cfg, "fgnet", "full"))
+    params = C.stage_params(C.load(["train.optimizer=adamw", "train.trainable_layers=8"]), "fgnet", "full")
+    assert params["optimizer"] == "adamw" and params["trainable_layers"] == 8
+    for bad in ("train.optimizer=sgd", "train.trainable_layers=0", "train.weight_decay=-1"):
+        with pytest.raises(C.ConfigError):
+            C.load([bad])
