@@ -155,7 +155,7 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
     for i, (name, label, test, hpred) in enumerate(hard_runs):
         binned, labels = age_bins(hpred, width)
         title = (f"{label[4:].capitalize()} ({', '.join(test)}) held out together:\n"
-                 f"true vs. predicted age ({width}-year bins), balance {name}")
+                 f"true vs. predicted age ({width}-year bins)\nbalance: {name}")
         written += figures.confusion(binned, labels, folder / "figures" / f"hard_subjects_{i}", title, synthetic)
         written.append(_confusion_table(binned, labels, folder / f"hard_subjects_{i}.md", title.replace("\n", " ")))
     written += figures.fold_mae(lopo_preds, folder / "figures" / "subject_mae", synthetic,
