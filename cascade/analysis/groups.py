@@ -61,9 +61,9 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
         f"Accuracy {100 * s['accuracy']:.2f}% pooled, {100 * s['accuracy_fold_mean']:.2f} ± "
         f"{100 * s['accuracy_fold_std']:.2f}% over {s['n_folds']} folds; balanced accuracy "
         f"{100 * s['balanced_accuracy']:.2f}% (thesis, real Adience fold 1: 92.59% in the text, 92.12% from its Table 6)"]
-    title = f"adience3: true vs. predicted group ({node.label})"
+    title = f"adience3: true vs. predicted group\n{node.label}"
     written = list(figures.confusion(pred, labels, folder / "figures" / "confusion", title, synthetic))
-    written.append(_confusion_table(pred, labels, folder / "confusion.md", title))
+    written.append(_confusion_table(pred, labels, folder / "confusion.md", title.replace("\n", ": ")))
     counts = pred["true_class"].value_counts().to_dict()
     written += figures.group_histogram(counts, labels, folder / "figures" / "groups", synthetic,
                                        title="adience3: images per group")

@@ -110,7 +110,7 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
     plain["balance"].update(weights="none", sampler="none")
     runs = [plain] if _balance_name(cfg) == "none" else [plain, cfg]
     thesis = [str(s) for s in load_protocol("hard-subjects")["test_subjects"]]
-    rows, per_subject, head, nodes, keys, measured = [], None, None, [], [], None
+    rows, per_subject, head, nodes, measured = [], None, None, [], None
     lopo_preds, hard_runs = {}, []
     for run in runs:
         name = _balance_name(run)
@@ -120,16 +120,17 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
             per_subject, measured = table, table["subject"].head(k).tolist()
         else:
             per_subject[f"MAE ({name})"] = per_subject["subject"].map(table.set_index("subject")["MAE"])
-        sets = {"the thesis's subjects": thesis, f"the measured hardest {k}": measured}
-        row_hard = {}
+        sets = {f"the measured hardest {k}": measured}
+        if set(thesis) <= set(table["subject"]):      # the protocol's subjects exist (FG-NET's ids)
+            sets = {"the thesis's subjects": thesis, **sets}
+        row_hard, hard_nodes = {}, []
         for label, test in sets.items():
             _, hnode, hpred = _run(run, "hard-subjects", progress, test)
-            nodes.append(hnode)
+            hard_nodes.append(hnode)
             hard_runs.append((name, label, test, hpred))
             row_hard[f"MAE, {label[4:]} held out together"] = M.mae_pooled(hpred["true_value"],
                                                                            hpred["pred_expected"])
-        nodes.insert(len(nodes) - 2, node)
-        keys += [n.key for n in nodes[-3:]]
+        nodes += [node, *hard_nodes]
         head = head or common.header(plan, [])[:2]
         rho, p = spearmanr(table["support"], table["MAE"])
         err = (pred["pred_expected"] - pred["true_value"]).abs()
@@ -139,10 +140,11 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
                      f"MAE, {k} hardest subjects": float(err[pred["subject"].isin(measured)].mean()),
                      f"MAE, ages ≥ {SPARSE_AGE}": float(err[pred["true_value"] >= SPARSE_AGE].mean()),
                      **row_hard, "Spearman ρ (support, MAE)": float(rho), "p": float(p),
-                     f"LOPO ranks of {','.join(thesis)}": ", ".join(str(int(ranks[s])) for s in thesis if s in ranks)})
+                     f"LOPO ranks of {','.join(thesis)}": ", ".join(str(int(ranks[s])) for s in thesis if s in ranks)
+                     or "–"})
         lopo_preds[f"balance {name}"] = pred
-    folder = Path(cfg["run"]["results_dir"]) / common.run_id("subjects", cfg, [keys, window, width, k])
-    synthetic = "synthetic data" in head[0]
+    folder = Path(cfg["run"]["results_dir"]) / common.run_id("subjects", cfg, [[n.key for n in nodes], window, width, k])
+    synthetic = common.synthetic(plan)
     frame = plan.tables[target].frame
     head += [f"Stage {n.key}: {n.label} (protocol `{n.info['protocol']['name']}`"
              + (f", test subjects {', '.join(n.info['protocol']['test_subjects'])})"
@@ -153,7 +155,7 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
     for i, (name, label, test, hpred) in enumerate(hard_runs):
         binned, labels = age_bins(hpred, width)
         title = (f"{label[4:].capitalize()} ({', '.join(test)}) held out together:\n"
-                 f"true vs. predicted age ({width}-year bins), balance {name}")
+                 f"true vs. predicted age ({width}-year bins)\nbalance: {name}")
         written += figures.confusion(binned, labels, folder / "figures" / f"hard_subjects_{i}", title, synthetic)
         written.append(_confusion_table(binned, labels, folder / f"hard_subjects_{i}.md", title.replace("\n", " ")))
     written += figures.fold_mae(lopo_preds, folder / "figures" / "subject_mae", synthetic,
