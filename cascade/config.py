@@ -202,6 +202,14 @@ def validate(cfg: dict) -> None:
     for k in ("weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers"):
         if cfg["train"][k] is not None and cfg["train"][k] < (1 if k in ("early_stop", "trainable_layers") else 0):
             raise ConfigError(f"train.{k}={cfg['train'][k]} is out of range (see cascade/configs/defaults.yaml)")
+    if cfg["balance"]["cap"] < 0:
+        raise ConfigError(f"balance.cap={cfg['balance']['cap']}: expected a share of the mean class count >= 0")
+    if cfg["balance"]["remove"]:
+        from cascade.train.balance import parse_remove
+        try:
+            parse_remove(cfg["balance"]["remove"], [0.0])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")

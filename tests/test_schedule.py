@@ -87,3 +87,45 @@ def test_schedule_settings_are_keyed_only_when_set_and_validated():
     for bad in ("train.optimizer=sgd", "train.trainable_layers=0", "train.weight_decay=-1"):
         with pytest.raises(C.ConfigError):
             C.load([bad])
+
+
+# ------------------------------------------------------------------ the related studies' balancing
+def test_undersampled_epochs_are_exactly_balanced_and_redrawn():
+    from cascade.train import balance as B
+
+    targets = np.repeat([0, 1, 2, 4], [50, 10, 30, 7])
+    a = B.epoch_order(targets, "undersample", torch.Generator().manual_seed(1))
+    b = B.epoch_order(targets, "undersample", torch.Generator().manual_seed(2))
+    assert np.array_equal(np.bincount(targets[a], minlength=5), [7, 7, 7, 0, 7])
+    assert len(set(a)) == len(a) and not np.array_equal(np.sort(a), np.sort(b))
+
+
+def test_cap_and_remove_reduce_the_training_rows_once():
+    from cascade.train import balance as B
+
+    targets = np.repeat([0, 1, 2], [100, 20, 30])                # mean count 50
+    kept = B.reduce_rows(targets, 0.6, None, seed=0)
+    assert np.array_equal(np.bincount(targets[kept]), [30, 20, 30])   # cap ceil(0.6 x 50) = 30
+    assert np.array_equal(kept, B.reduce_rows(targets, 0.6, None, seed=0))
+    removed = B.reduce_rows(targets, 0.0, B.parse_remove("26:40", np.array([10.0, 26.0, 40.0])), seed=0)
+    assert np.array_equal(np.bincount(targets[removed]), [100, 0, 30])   # class nearest 26 loses min(40, 20)
+    with pytest.raises(C.ConfigError, match="AGE:N"):
+        C.load(["balance.remove=twenty"])
+
+
+def test_reductions_reach_training_and_keys(tmp_path, monkeypatch):
+    from cascade.stages import plan as P
+    from cascade.train import balance as B
+
+    split, values = _data(n=120), np.arange(4.0)
+    real, kept = B.reduce_rows, []
+    monkeypatch.setattr(B, "reduce_rows", lambda *a: kept.append(real(*a)) or kept[-1])
+    orders = []
+    monkeypatch.setattr(B, "epoch_order", lambda t, r, g: orders.append(len(t)) or np.arange(len(t)))
+    fit(_model(), split, {**PARAMS, "epochs": 1, "balance": {"weights": "none", "sampler": "none", "cap": 0.5}},
+        AUG, values, tmp_path / "f.pt", seed=0, log=lambda m: None)
+    assert len(kept) == 1 and orders == [len(kept[0])] and len(kept[0]) < len(split.train)
+    assert not set(C.load([])["balance"]) - {"weights", "sampler", "stages", "cap", "remove"}
+    assert P._balanced(C.load([]), "target") is None
+    assert P._balanced(C.load(["balance.cap=0.6"]), "target") == {"weights": "none", "sampler": "none", "cap": 0.6}
+    assert P._balanced(C.load(["balance.cap=0.6"]), "train") is None

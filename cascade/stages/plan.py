@@ -64,10 +64,14 @@ def _amp(cfg: dict) -> bool:
     return cfg["device"] == "cuda" or (cfg["device"] == "auto" and torch.cuda.is_available())
 
 
-def _balanced(cfg: dict, kind: str) -> bool:
-    """Whether a node of `kind` trains with class weights / oversampling (`balance.*`)."""
+def _balanced(cfg: dict, kind: str) -> dict | None:
+    """The `balance.*` settings a node of `kind` trains with (None: unbalanced, keys unchanged)."""
     b = cfg["balance"]
-    return (b["weights"], b["sampler"]) != ("none", "none") and (b["stages"] == "all" or kind == "target")
+    on = {k: b[k] for k in ("weights", "sampler")}
+    on.update({k: b[k] for k in ("cap", "remove") if b[k]})     # keyed only when set
+    if (on["weights"], on["sampler"]) == ("none", "none") and len(on) == 2:
+        return None
+    return on if b["stages"] == "all" or kind == "target" else None
 
 
 def build(cfg: dict) -> Plan:
@@ -94,7 +98,7 @@ def build(cfg: dict) -> Plan:
         if cfg["labels"].get(stage):   # only when set: the default label space is the data's range
             params["classes"] = cfg["labels"][stage]
         if _balanced(cfg, kind):       # only when set: unbalanced keys stay what they were
-            params["balance"] = {k: cfg["balance"][k] for k in ("weights", "sampler")}
+            params["balance"] = _balanced(cfg, kind)
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": stable_hash(table(stage).manifest_records()),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}

@@ -79,6 +79,11 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     once by the caller and shared by many calls (mode a across the folds of a protocol)."""
     from tqdm import tqdm
 
+    balance = params.get("balance", {})               # present only when set (see stages/plan.py)
+    if balance.get("cap") or balance.get("remove"):    # fixed reductions: the same rows every epoch
+        split = dataclasses.replace(split, train=split.train[B.reduce_rows(
+            split.targets[split.train], balance.get("cap", 0.0),
+            B.parse_remove(balance.get("remove", ""), class_values), seed)])
     head_only = params["mode"] == "head"
     model.to(device)
     S.set_epoch(model, params, 0)
@@ -124,7 +129,6 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             cached = {"train": embed(model, split.images, split.train, device),
                       "val": embed(model, split.images, split.val, device)}
     targets = torch.from_numpy(split.targets)
-    balance = params.get("balance", {})               # present only when set (see stages/plan.py)
     train_targets = split.targets[split.train]
     weights = B.class_weights(train_targets, len(class_values), balance.get("weights", "none"))
     weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
