@@ -100,8 +100,8 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
 def parse_value(text: str, like: Any, key: str) -> Any:
     """Parse `text` into the type of the default `like` (or the declared type of a null leaf)."""
     target = NULLABLE_TYPES.get(key, type(like)) if like is None else type(like)
-    if like is None and text.lower() in ("null", "none", ""):
-        return None
+    if (like is None or key in NULLABLE_TYPES) and text.lower() in ("null", "none", ""):
+        return None                    # a nullable leaf set by an earlier word can be unset again
     try:
         if target is bool:
             low = text.lower()

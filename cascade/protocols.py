@@ -87,10 +87,15 @@ def _stratified_holdout(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[
     80/10/10 splits): the classes are the frame's `label` column (the stage's classes, added by
     the runner) or else the age.  Subject-exclusive whenever identities are known (a subject
     with several images), via StratifiedGroupKFold; classes with a single image go to training
-    (they cannot be stratified)."""
+    (they cannot be stratified); with more classes than test images, classes neighbouring in age
+    share a stratum (classes are ordered by age)."""
     y = (frame["label"] if "label" in frame else frame["age_lo"]).to_numpy()
     groups = frame["subject"].astype(str).to_numpy()
     frac = spec.get("test_fraction", 0.2)
+    strata = np.unique(y)
+    k = min(len(strata), int(np.floor(frac * len(y))), len(y) - int(np.ceil(frac * len(y))))
+    if 0 < k < len(strata):        # more classes than test images: neighbouring ages share a stratum
+        y = np.searchsorted(strata, y) * k // len(strata)
     values, counts = np.unique(y, return_counts=True)
     rare = np.isin(y, values[counts < 2])
     rows = np.flatnonzero(~rare)

@@ -243,3 +243,15 @@ def test_tolerance_accuracy_columns(home, capsys):
     assert "±1 y (argmax)" in table.columns
     with pytest.raises(C.ConfigError, match="report.tolerance"):
         C.load(["report.tolerance=one"])
+
+
+def test_more_classes_than_test_images_share_strata_with_their_age_neighbours():
+    from cascade.protocols import folds, load_protocol
+
+    rng = np.random.default_rng(0)
+    ages = rng.integers(0, 100, 80)
+    frame = pd.DataFrame({"age_lo": ages, "age_hi": ages, "subject": np.arange(80).astype(str), "fold": -1,
+                          "label": ages})
+    [(_, train, test)] = folds(frame, load_protocol("split-80-10-10"), seed=0)
+    assert len(test) == 8 and not set(train) & set(test)
+    assert np.ptp(np.sort(ages[test])) > 50                 # spread over the ages, not one corner

@@ -99,7 +99,8 @@ def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list
         manifest = next(n.info["manifest"] for n in plan.nodes if n.stage == name)   # what the keys hashed
         header.append(f"Dataset {name} (manifest {manifest[:12]}): "
                       f"{t.report.n_raw} rows → {len(t)} used ({steps})")
-    run_id = f"{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + stable_hash([n.key for n in plan.targets], 8)
+    prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
+    run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + stable_hash([n.key for n in plan.targets], 8)
     return table, header, run_id
 
 
