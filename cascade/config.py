@@ -24,7 +24,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "train.lr": float, "train.batch_size": int, "train.epochs": int, "train.patience": int,
     "train.mode": str, "train.augment": bool, "train.select": str, "train.fraction": float,
     "train.optimizer": str, "train.weight_decay": float, "train.lr_min": float, "train.early_stop": int,
-    "train.freeze_epochs": int, "train.trainable_layers": int,
+    "train.freeze_epochs": int, "train.trainable_layers": int, "train.unfreeze": str,
 }
 
 #: Training losses (cascade.train.losses) and the options each one reads.
@@ -32,7 +32,7 @@ LOSSES = ("ce", "dldl", "mean_variance")
 LOSS_OPTIONS = {"ce": (), "dldl": ("sigma",), "mean_variance": ("lambda_mean", "lambda_var")}
 
 #: Optimiser and layer-freezing settings (cascade.train.schedule), added to a stage only when set.
-SCHEDULE = ("optimizer", "weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers")
+SCHEDULE = ("optimizer", "weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers", "unfreeze")
 
 #: Which epoch's weights a stage keeps (see stages.yaml `select`).
 SELECT = ("last", "best_loss", "best_mae")
@@ -202,6 +202,13 @@ def validate(cfg: dict) -> None:
     for k in ("weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers"):
         if cfg["train"][k] is not None and cfg["train"][k] < (1 if k in ("early_stop", "trainable_layers") else 0):
             raise ConfigError(f"train.{k}={cfg['train'][k]} is out of range (see cascade/configs/defaults.yaml)")
+    from cascade.train.schedule import parse_unfreeze
+    try:
+        parse_unfreeze(cfg["train"]["unfreeze"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg["balance"]["minority_augment"] < 0:
+        raise ConfigError(f"balance.minority_augment={cfg['balance']['minority_augment']}: expected a factor >= 0")
     if cfg["balance"]["cap"] < 0:
         raise ConfigError(f"balance.cap={cfg['balance']['cap']}: expected a share of the mean class count >= 0")
     if cfg["balance"]["remove"]:

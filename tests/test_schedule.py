@@ -125,7 +125,41 @@ def test_reductions_reach_training_and_keys(tmp_path, monkeypatch):
     fit(_model(), split, {**PARAMS, "epochs": 1, "balance": {"weights": "none", "sampler": "none", "cap": 0.5}},
         AUG, values, tmp_path / "f.pt", seed=0, log=lambda m: None)
     assert len(kept) == 1 and orders == [len(kept[0])] and len(kept[0]) < len(split.train)
-    assert not set(C.load([])["balance"]) - {"weights", "sampler", "stages", "cap", "remove"}
+    assert not set(C.load([])["balance"]) - {"weights", "sampler", "stages", "cap", "remove", "minority_augment"}
     assert P._balanced(C.load([]), "target") is None
     assert P._balanced(C.load(["balance.cap=0.6"]), "target") == {"weights": "none", "sampler": "none", "cap": 0.6}
     assert P._balanced(C.load(["balance.cap=0.6"]), "train") is None
+
+
+def test_gradual_unfreezing_cycles_layers_learning_rate_and_stop(tmp_path):
+    model = _model()
+    params = {**PARAMS, "epochs": 12, "unfreeze": "2:2:0.1:2", "select": "best_loss"}
+    sizes = [len(S.trainable_body_layers(model.body, params, e)) for e in range(8)]
+    assert sizes == [2, 2, 4, 4, 6, 6, 8, 8]                          # 2 more layers every 2 epochs
+    assert [S.cycle_lr(params, e) for e in (0, 1, 2, 4)] == [None, None, pytest.approx(3e-4), pytest.approx(3e-5)]
+    split, values = _data(), np.arange(4.0)
+    h = fit(model, split, params, AUG, values, tmp_path / "g.pt", seed=0, log=lambda m: None)
+    lrs = [r["lr"] for r in h["history"]]
+    assert lrs[2] <= 3e-4 + 1e-12 and (len(lrs) < 5 or lrs[4] <= 3e-5 + 1e-12)
+    stalled = S.cycles_stalled(h["history"], "val_loss", params)
+    assert stalled == (len(h["history"]) < 12)                        # stopped only by stalled cycles
+    part = _model()
+    fit(part, split, {**params, "epochs": 3}, AUG, values, tmp_path / "h.pt", seed=0, log=lambda m: None)
+    resumed = _model(seed=3)
+    assert fit(resumed, split, params, AUG, values, tmp_path / "h.pt", seed=0,
+               log=lambda m: None)["history"] == h["history"]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_minority_classes_get_stronger_augmentation(tmp_path):
+    from cascade.train import balance as B
+
+    targets = np.array([0] * 10 + [1] * 2 + [2] * 6)                 # mean 6: class 1 is a minority
+    strength = B.augment_strength(targets, targets, 2.0)
+    assert strength.tolist() == [1.0] * 10 + [2.0] * 2 + [1.0] * 6
+    assert B.augment_strength(targets, targets, 0.0) is None
+    split, values = _data(), np.arange(4.0)
+    h = fit(_model(), split, {**PARAMS, "epochs": 1, "balance": {"weights": "none", "sampler": "none",
+                                                                  "minority_augment": 2.0}},
+            AUG, values, tmp_path / "i.pt", seed=0, log=lambda m: None)
+    assert np.isfinite(h["history"][0]["train_loss"])

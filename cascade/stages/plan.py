@@ -68,7 +68,7 @@ def _balanced(cfg: dict, kind: str) -> dict | None:
     """The `balance.*` settings a node of `kind` trains with (None: unbalanced, keys unchanged)."""
     b = cfg["balance"]
     on = {k: b[k] for k in ("weights", "sampler")}
-    on.update({k: b[k] for k in ("cap", "remove") if b[k]})     # keyed only when set
+    on.update({k: b[k] for k in ("cap", "remove", "minority_augment") if b[k]})     # keyed only when set
     if (on["weights"], on["sampler"]) == ("none", "none") and len(on) == 2:
         return None
     return on if b["stages"] == "all" or kind == "target" else None

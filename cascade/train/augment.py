@@ -15,13 +15,18 @@ import torch.nn.functional as F
 
 
 def random_affine(x: torch.Tensor, gen: torch.Generator, rotation: float, shift: float,
-                  crop: float, flip: bool) -> torch.Tensor:
-    """x: float (N, C, H, W).  Returns x warped by a random affine per image."""
+                  crop: float, flip: bool, strength: torch.Tensor | None = None) -> torch.Tensor:
+    """x: float (N, C, H, W).  Returns x warped by a random affine per image.  `strength` (N,)
+    scales each image's rotation, crop and shift ranges (stronger augmentation of rare classes,
+    `balance.minority_augment`); the random draws are the same with or without it."""
     n = x.shape[0]
     u = torch.rand(n, 5, generator=gen)
     angle = (u[:, 0] * 2 - 1) * math.radians(rotation)
-    zoom = 1.0 - u[:, 1] * crop                         # <1 samples a smaller region: a crop
+    zoom = u[:, 1] * crop
     tx, ty = (u[:, 2] * 2 - 1) * 2 * shift, (u[:, 3] * 2 - 1) * 2 * shift
+    if strength is not None:
+        angle, zoom, tx, ty = (v * strength for v in (angle, zoom, tx, ty))
+    zoom = 1.0 - zoom                                   # <1 samples a smaller region: a crop
     sx = torch.where(u[:, 4] < 0.5, -1.0, 1.0) if flip else torch.ones(n)
     cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
     theta = torch.stack([torch.stack([cos * sx, -sin, tx], 1),

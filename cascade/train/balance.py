@@ -89,3 +89,14 @@ def parse_remove(spec: str, class_values: np.ndarray) -> tuple[int, int] | None:
     if n_i < 0:
         raise ValueError(f"balance.remove={spec!r}: N must be >= 0")
     return int(np.argmin(np.abs(np.asarray(class_values, float) - age_f))), n_i
+
+
+def augment_strength(targets: np.ndarray, train_targets: np.ndarray, factor: float) -> torch.Tensor | None:
+    """Per image (indexed like `targets`) augmentation strength: `factor` for the classes with
+    fewer training images than the mean present class, 1 for the others (003's stronger
+    augmentation of minority classes); None when off (factor 0 or 1)."""
+    if factor in (0, 1):
+        return None
+    counts = np.bincount(train_targets, minlength=int(targets.max()) + 1)
+    minority = counts < counts[counts > 0].mean()
+    return torch.from_numpy(np.where(minority[targets], factor, 1.0).astype(np.float32))

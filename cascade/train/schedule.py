@@ -19,6 +19,24 @@ from torch import nn
 OPTIMIZERS = ("adam", "adamw")
 
 
+def parse_unfreeze(spec: str | None) -> tuple[int, int, float, int] | None:
+    """`train.unfreeze=N:E[:F[:P]]`: 003's gradual unfreezing: every E epochs (a cycle) N more
+    body layers join (starting from `trainable_layers`, or N), the learning rate is multiplied by
+    F (default 0.1) per cycle, and training stops after P (default 2) cycles without improvement."""
+    if not spec:
+        return None
+    parts = str(spec).split(":")
+    try:
+        n, e = int(parts[0]), int(parts[1])
+        f = float(parts[2]) if len(parts) > 2 else 0.1
+        p = int(parts[3]) if len(parts) > 3 else 2
+    except (ValueError, IndexError):
+        raise ValueError(f"train.unfreeze={spec!r}: expected N:E[:F[:P]] (e.g. 8:3:0.1:2)") from None
+    if n < 1 or e < 1 or f <= 0 or p < 1 or len(parts) > 4:
+        raise ValueError(f"train.unfreeze={spec!r}: N, E, P must be >= 1 and F > 0")
+    return n, e, f, p
+
+
 def _layers(body: nn.Module) -> list[nn.Module]:
     return [m for m in body.modules() if any(True for _ in m.parameters(recurse=False))]
 
@@ -29,7 +47,33 @@ def trainable_body_layers(body: nn.Module, params: dict, epoch: int) -> list[nn.
         return []
     layers = _layers(body)
     top = params.get("trainable_layers")
+    cycles = parse_unfreeze(params.get("unfreeze"))
+    if cycles:
+        n, e = cycles[0], cycles[1]
+        top = (top or n) + (epoch // e) * n
     return layers[-top:] if top else layers
+
+
+def cycle_lr(params: dict, epoch: int) -> float | None:
+    """The learning rate a gradual-unfreezing cycle starts with (None: not a cycle's start)."""
+    cycles = parse_unfreeze(params.get("unfreeze"))
+    if not cycles or epoch == 0 or epoch % cycles[1]:
+        return None
+    return params["lr"] * cycles[2] ** (epoch // cycles[1])
+
+
+def cycles_stalled(history: list[dict], metric: str, params: dict) -> bool:
+    """Whether the last P finished cycles brought no improvement of `metric` over the cycles
+    before them (read from the history, so a resumed run stops where an uninterrupted one does)."""
+    cycles = parse_unfreeze(params.get("unfreeze"))
+    if not cycles:
+        return False
+    _, e, _, p = cycles
+    done = len(history) // e
+    if done <= p or len(history) % e:
+        return False
+    best = [min(h[metric] for h in history[c * e:(c + 1) * e]) for c in range(done)]
+    return min(best[-p:]) >= min(best[:-p])
 
 
 def set_epoch(model: nn.Module, params: dict, epoch: int) -> None:
@@ -44,16 +88,14 @@ def set_epoch(model: nn.Module, params: dict, epoch: int) -> None:
 
 
 def optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
-    """Adam (the thesis's) or AdamW over the parameters that can train in some epoch: with
-    `freeze_epochs` the body joins later, so it is in the optimizer from the start (Adam skips a
-    parameter without a gradient, so the frozen epochs leave it untouched)."""
+    """Adam (the thesis's) or AdamW over every parameter that may train: the head only in mode a,
+    else all (a layer frozen in some epochs has no gradient there, and Adam / AdamW skip a
+    parameter without one, so freezing schedules need no second optimizer)."""
     name = params.get("optimizer") or "adam"
     if name not in OPTIMIZERS:
         raise ValueError(f"train.optimizer={name!r}; valid: {', '.join(OPTIMIZERS)}")
-    last = max(params["epochs"] - 1, params.get("freeze_epochs") or 0)
-    ever = {id(p) for m in trainable_body_layers(model.body, params, last) for p in m.parameters(recurse=False)}
     body = {id(p) for p in model.body.parameters()}
-    group = [p for p in model.parameters() if id(p) not in body or id(p) in ever]
+    group = [p for p in model.parameters() if params["mode"] != "head" or id(p) not in body]
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
     kwargs = {"weight_decay": params["weight_decay"]} if params.get("weight_decay") is not None else {}
     return cls(group, lr=params["lr"], **kwargs)

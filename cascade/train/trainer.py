@@ -132,18 +132,21 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     train_targets = split.targets[split.train]
     weights = B.class_weights(train_targets, len(class_values), balance.get("weights", "none"))
     weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+    strength = B.augment_strength(split.targets, train_targets, balance.get("minority_augment", 0.0))
 
     def forward(rows: np.ndarray, which: str, pos: np.ndarray | None, gen=None) -> torch.Tensor:
         if cached is not None:
             return model.head(cached[which][torch.from_numpy(pos)])
         x = _to_input(model, split.images, rows, device)
         if gen is not None and params["augment"]:
-            x = random_affine(x, gen, aug["rotation"], aug["shift"], aug["crop"], aug["flip"])
+            x = random_affine(x, gen, aug["rotation"], aug["shift"], aug["crop"], aug["flip"],
+                              None if strength is None else strength[rows])
         return model(x)
 
     patience_stop = params.get("early_stop")
     stop_on = criterion or "val_loss"
-    stopped = _should_stop(state["history"], stop_on, patience_stop)     # a resumed, stopped run
+    stopped = _should_stop(state["history"], stop_on, patience_stop) \
+        or S.cycles_stalled(state["history"], stop_on, params)             # a resumed, stopped run
     epochs = range(state["epoch"], state["epoch"] if stopped else params["epochs"])
     bar = tqdm(epochs, desc=desc or "train", disable=not progress, leave=False)
     for epoch in bar:
@@ -153,6 +156,9 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         if head_only:
             model.body.eval()
         S.set_epoch(model, params, epoch)
+        if S.cycle_lr(params, epoch) is not None:       # a gradual-unfreezing cycle begins
+            for group in opt.param_groups:
+                group["lr"] = S.cycle_lr(params, epoch)
         order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
         total, count = 0.0, 0
         for pos in _batches(order, params["batch_size"]):
@@ -189,6 +195,9 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
         if _should_stop(state["history"], stop_on, patience_stop):
             log(f"early stop: {stop_on} has not improved for {patience_stop} epochs")
+            break
+        if S.cycles_stalled(state["history"], stop_on, params):
+            log(f"early stop: the last unfreezing cycles did not improve {stop_on}")
             break
     if criterion:
         model.load_state_dict(state["best_state"])
