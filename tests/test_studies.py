@@ -29,3 +29,23 @@ def test_study_runs_on_the_demo_suite(study, home):
     assert len(table) == 2 and table["status"].eq("measured").all()
     assert ("Accuracy" in table.columns) != ("MAE" in table.columns)
     assert "synthetic data" in (folder / "table.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_100", "efficientnet_b0", "resnetv2_50"])
+def test_the_studies_imagenet_backbones_import_like_the_face_weights(name, tmp_path):
+    """An ImageNet timm checkpoint (a pickled `.pth` state dict, as released) goes through
+    `cascade weights import --format timm` and the body then computes what timm's model does."""
+    import timm
+    import torch
+
+    from cascade.models import importers as I
+    from test_import import _body_output
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False).eval()
+    path = tmp_path / f"{name}.pth"
+    torch.save(model.state_dict(), path)
+    out = I.import_weights(path, "timm", f"imagenet_{name}", f"timm:{name}", tmp_path / "home")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(_body_output(out, f"timm:{name}", x), model.forward_features(x))
