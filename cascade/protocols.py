@@ -82,31 +82,36 @@ def _fixed_test_subjects(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator
     yield "test", np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def _stratified_holdout(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
-    """One seeded train/test split stratified by class (the related studies' 64/16/20, 70/15/15,
-    80/10/10 splits): the classes are the frame's `label` column (the stage's classes, added by
-    the runner) or else the age.  Subject-exclusive whenever identities are known (a subject
-    with several images), via StratifiedGroupKFold; classes with a single image go to training
-    (they cannot be stratified); with more classes than test images, classes neighbouring in age
-    share a stratum (classes are ordered by age)."""
-    y = (frame["label"] if "label" in frame else frame["age_lo"]).to_numpy()
-    groups = frame["subject"].astype(str).to_numpy()
-    frac = spec.get("test_fraction", 0.2)
+def stratified_split(y: np.ndarray, groups: np.ndarray, frac: float, seed: int,
+                     by_subject: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One seeded split of rows into (rest, held-out share `frac`) stratified by the classes `y`:
+    subject-exclusive whenever identities are known (a subject with several images), via
+    StratifiedGroupKFold; classes with a single image stay in the rest (they cannot be
+    stratified); with more classes than held-out rows, classes neighbouring in age share a
+    stratum (classes are ordered by age)."""
     strata = np.unique(y)
     k = min(len(strata), int(np.floor(frac * len(y))), len(y) - int(np.ceil(frac * len(y))))
-    if 0 < k < len(strata):        # more classes than test images: neighbouring ages share a stratum
+    if 0 < k < len(strata):
         y = np.searchsorted(strata, y) * k // len(strata)
     values, counts = np.unique(y, return_counts=True)
     rare = np.isin(y, values[counts < 2])
     rows = np.flatnonzero(~rare)
     x = np.zeros(len(rows))
-    if spec.get("by_subject", True) and len(np.unique(groups)) < len(groups):
-        k = max(2, round(1 / frac))
-        train, test = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-                           .split(x, y[rows], groups[rows]))
+    if by_subject and len(np.unique(groups)) < len(groups):
+        splitter = StratifiedGroupKFold(n_splits=max(2, round(1 / frac)), shuffle=True, random_state=seed)
+        train, test = next(splitter.split(x, y[rows], groups[rows]))
     else:
         train, test = next(StratifiedShuffleSplit(n_splits=1, test_size=frac, random_state=seed).split(x, y[rows]))
-    yield "0", np.sort(np.concatenate([rows[train], np.flatnonzero(rare)])), np.sort(rows[test])
+    return np.sort(np.concatenate([rows[train], np.flatnonzero(rare)])), np.sort(rows[test])
+
+
+def _stratified_holdout(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    """The related studies' 64/16/20, 70/15/15, 80/10/10 splits: stratified by the frame's
+    `label` column (the stage's classes, added by the runner) or else the age."""
+    y = (frame["label"] if "label" in frame else frame["age_lo"]).to_numpy()
+    train, test = stratified_split(y, frame["subject"].astype(str).to_numpy(), spec.get("test_fraction", 0.2),
+                                   seed, spec.get("by_subject", True))
+    yield "0", train, test
 
 
 SPLITTERS: dict[str, Callable[[pd.DataFrame, dict, int], Iterator[Fold]]] = {
@@ -131,12 +136,16 @@ def folds(frame: pd.DataFrame, spec: dict, seed: int) -> list[Fold]:
     return out
 
 
-def validation_split(subjects: np.ndarray, fraction: float, seed: int, by_subject: bool):
-    """Split a fold's training rows into train/validation (for the lr schedule and best epoch).
+def validation_split(subjects: np.ndarray, fraction: float, seed: int, by_subject: bool,
+                     labels: np.ndarray | None = None):
+    """Split a fold's training rows into train/validation (for the lr schedule and best epoch);
+    stratified by `labels` when given (the stratified protocols' validation share).
 
     Why subject-exclusive inside target folds: a validation image of a training subject would
     reward memorising identities, the very leak the protocol exists to prevent.
     """
+    if labels is not None:
+        return stratified_split(labels, np.asarray(subjects).astype(str), fraction, seed, by_subject)
     x = np.zeros(len(subjects))
     if by_subject and len(np.unique(subjects)) > 1:
         split = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)

@@ -255,3 +255,20 @@ def test_more_classes_than_test_images_share_strata_with_their_age_neighbours():
     [(_, train, test)] = folds(frame, load_protocol("split-80-10-10"), seed=0)
     assert len(test) == 8 and not set(train) & set(test)
     assert np.ptp(np.sort(ages[test])) > 50                 # spread over the ages, not one corner
+
+
+def test_stratified_protocols_stratify_the_validation_share_too(home):
+    from cascade.stages import plan as P
+    from cascade.stages.execute import fold_split
+
+    node = P.build(C.load(FAST + [f"home={home}", "stage=", "target=utkface",
+                                  "stages.utkface.protocol=split-70-15-15"])).targets[0]
+    assert node.params["stratify"] is True
+    rng = np.random.default_rng(1)
+    targets = rng.choice(5, 1000, p=[0.05, 0.15, 0.5, 0.2, 0.1])
+    subjects = np.arange(1000).astype(str)
+    train, val = fold_split(subjects, np.arange(1000), node.params, 0, "0", targets)
+    share = lambda rows: np.bincount(targets[rows], minlength=5) / len(rows)
+    assert abs(len(val) / 1000 - node.params["val_fraction"]) < 0.01
+    assert np.abs(share(val) - share(np.arange(1000))).max() < 0.01
+    assert not set(train) & set(val)

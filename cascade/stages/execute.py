@@ -259,9 +259,12 @@ def fold_seed(seed: int, name: str) -> int:
 
 
 def fold_split(subjects: np.ndarray, train: np.ndarray, params: dict, seed: int,
-               name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A fold's training rows split into train / validation by subject, with the fold's seed."""
-    tr, va = validation_split(subjects[train], params["val_fraction"], fold_seed(seed, name), by_subject=True)
+               name: str, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's training rows split into train / validation by subject, with the fold's seed;
+    stratified by class under a stratified protocol (`params["stratify"]`)."""
+    labels = targets[train] if params.get("stratify") and targets is not None else None
+    tr, va = validation_split(subjects[train], params["val_fraction"], fold_seed(seed, name), by_subject=True,
+                              labels=labels)
     return _train_share(train[tr], params, fold_seed(seed, name)), train[va]
 
 
@@ -272,7 +275,7 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     out = Path(job.out)
     seed = fold_seed(job.cfg["seed"], job.name)
     images = np.load(Path(job.cache) / "images.npy", mmap_mode="r")
-    train, val = fold_split(job.subjects, job.train, job.params, job.cfg["seed"], job.name)
+    train, val = fold_split(job.subjects, job.train, job.params, job.cfg["seed"], job.name, job.targets)
     model = job.source.build(job.labels, job.cfg["seed"], head_seed=seed)
     feats = np.load(job.features, mmap_mode="r") if job.features else None
     ckpt = out.with_suffix(".ckpt.pt")

@@ -107,6 +107,8 @@ def build(cfg: dict) -> Plan:
             if "val_fraction" in info["protocol"]:    # a train/val/test protocol: val is a share of all images
                 spec = info["protocol"]
                 params["val_fraction"] = spec["val_fraction"] / (1 - spec.get("test_fraction", 0.0))
+            if info["protocol"]["splitter"] == "stratified_holdout":
+                params["stratify"] = True             # the validation share stratified like the test share
         chain = parent.chain + ((stage,) if kind == "train" else ())
         return Node(kind, chain, stage, params, parent, stable_hash(info), info)
 

@@ -36,13 +36,14 @@ def _node(plan: P.Plan, stage: str) -> P.Node:
                         f"({', '.join(plan.cfg['stage'])}) nor its target ({plan.cfg['target']})")
 
 
-def _splits(runner: Runner, node: P.Node, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _splits(runner: Runner, node: P.Node, n_folds: int, targets: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     cfg, frame = runner.cfg, runner.cache(node.stage).table.frame
     subjects = frame["subject"].to_numpy()
     if node.kind == "train":
         return [stage_split(subjects, node.params, cfg["seed"])]
-    return [fold_split(subjects, train, node.params, cfg["seed"], name)      # the folds' own splits
-            for name, train, _ in protocol_folds(frame, node.info["protocol"], cfg["seed"])[:n_folds]]
+    return [fold_split(subjects, train, node.params, cfg["seed"], name, targets)      # the folds' own splits
+            for name, train, _ in protocol_folds(frame.assign(label=targets), node.info["protocol"],
+                                                 cfg["seed"])[:n_folds]]
 
 
 def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
@@ -60,7 +61,7 @@ def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
     cache = runner.cache(node.stage)
     labels = LabelSpace.of(cache.table, node.params.get("classes"))
     targets = labels.encode(cache.table.frame["age_lo"], cache.table.frame["age_hi"])
-    splits = _splits(runner, node, t["folds"])
+    splits = _splits(runner, node, t["folds"], targets)
     key = stable_hash({"node": node.info, "folds": len(splits), "epochs": t["epochs"]})
     folder = plan.home / "tune" / key
     grid = list(itertools.product(t["lr"], t["batch_size"]))
