@@ -7,6 +7,7 @@
     cascade data inspect NAME [key=value ...] [--listing-only]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
+    cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
     cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR]
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
@@ -91,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="tables and figures of finished runs -> results/<run-id>/")
     rep.add_argument("runs", nargs="+")
+    pl = sub.add_parser("plan", help="estimated cost of a run: FLOPs, GPU-hours per GPU class, CPU hours vs --jobs")
+    pl.add_argument("settings", nargs="*", metavar="key=value")
+    pl.add_argument("--gpu", default=",".join(__import__("cascade.stages.cost", fromlist=["x"]).GPUS),
+                    help="GPU classes to price (default: all known)")
+    pl.add_argument("--jobs", default="1,2,4,8", help="fold-parallel job counts to price on this CPU")
+    pl.add_argument("--no-measure", action="store_true", help="skip timing this CPU (FLOPs and GPU-hours only)")
     e = sub.add_parser("ensemble", help="average the class probabilities of finished runs (same test images)")
     e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`")
     e.add_argument("--out", type=Path, default=Path("results"), help="where results/<ensemble-id>/ goes")
@@ -151,6 +158,43 @@ def _stages_and_settings(words: list[str]) -> tuple[list[str], list[str]]:
     stages = [w for w in words if "=" not in w]
     settings = [w for w in words if "=" in w]
     return stages, [SHORT.get(w.split("=", 1)[0], w.split("=", 1)[0]) + "=" + w.split("=", 1)[1] for w in settings]
+
+
+def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
+    """Estimated cost of the run the settings describe, before running it."""
+    from cascade.stages import cost
+    from cascade.stages import plan as P
+
+    names = [g.strip() for g in gpus.split(",") if g.strip()]
+    unknown = [g for g in names if g not in cost.GPUS]
+    if unknown:
+        raise C.ConfigError(f"--gpu {','.join(unknown)}: unknown; valid: {', '.join(cost.GPUS)}")
+    try:
+        job_counts = [int(j) for j in jobs.split(",")]
+    except ValueError:
+        raise C.ConfigError(f"--jobs {jobs!r}: expected comma-separated integers") from None
+    cfg = C.load(C.expand(settings))
+    plan = P.build(cfg)
+    est = cost.estimate(plan, job_counts, names, measure)
+    print(f"backbone {cfg['backbone']} at {est['size']} px: {est['train_flops'] / 1e9:.3g} GFLOPs per training "
+          f"image (forward + backward), {est['eval_flops'] / 1e9:.3g} per forward")
+    if est["rates"]:
+        print("this CPU: " + "; ".join(f"{t} thread(s) {r[0]:.3g} train / {r[1]:.3g} eval img/s"
+                                      for t, r in est["rates"].items()))
+    print()
+    for row in est["rows"]:
+        cpu = f"  {row['CPU h (1 job)']:8.3g} CPU h" if "CPU h (1 job)" in row else ""
+        print(f"  {row['node']:<45} {row['folds']:>3} fold(s)  {row['train images']:>12,.0f} train + "
+              f"{row['eval images']:>10,.0f} eval images  {row['TFLOPs']:10.2f} TFLOP{cpu}")
+    print()
+    for g, h in est["gpu_hours"].items():
+        print(f"  {g:<10} {h:10.3g} GPU-hours  (peak {cost.GPUS[g]:g} TFLOP/s x assumed utilisation {cost.MFU:g})")
+    for j, h in est["cpu_hours_by_jobs"].items():
+        print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
+              f"thread(s) per job)")
+    print("\nA lower bound: decoding the image cache once, per-step overheads and checkpoints are not "
+          "counted; early stopping only shortens the run.")
+    return 0
 
 
 def cmd_features(words: list[str], quiet: bool) -> int:
@@ -288,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "report":
             return cmd_report(args.runs)
+        if args.command == "plan":
+            return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure)
         if args.command == "ensemble":
             from cascade.report.ensemble import ensemble
             md, folder = ensemble(args.runs, args.out, args.stack)

@@ -8,7 +8,7 @@ from cascade.cli import main
 
 from conftest import REFERENCE
 
-COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble",
+COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble", "plan",
             "explain", "analyse"]
 
 

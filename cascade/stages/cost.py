@@ -1,0 +1,180 @@
+"""What a plan will cost before it runs: `cascade plan` (issue #6).
+
+Why a model and not a guess: a cascade with LOPO is thousands of fine-tunings; a user deciding
+between this CPU, a GPU class or a cluster needs the number first.  The model counts images:
+every stage's epochs x its training rows (forward + backward) and validation / test rows
+(forward), every target fold the same on its own rows (mode a with the feature cache: one body
+forward per image).  Work is priced two ways:
+
+* FLOPs per image, counted on the real model at its input size with
+  `torch.utils.flop_counter.FlopCounterMode` (forward, and forward + backward), divided by a GPU
+  class's peak dense tensor throughput times an assumed utilisation (`MFU`, stated in the
+  output) -> GPU-hours;
+* this machine's measured images/s for a training step and a forward pass, at 1 thread and at
+  all cores -> CPU hours, and how folds in parallel (`--jobs`, cores / jobs threads each) scale.
+
+What it leaves out (so an estimate is a lower bound): decoding the image cache once, Python
+overhead between steps, checkpoint writes (about 3 % of an epoch, see
+benchmarks/train_overhead.py), and early stopping (which only shortens a run).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+import torch
+
+from cascade import config as C
+from cascade.data.datasets import LabelSpace
+from cascade.models import AgeModel, build_backbone
+from cascade.protocols import folds as protocol_folds
+from cascade.stages.plan import Plan
+
+#: Peak dense 16-bit tensor throughput (vendor data sheets, TFLOP/s; the GTX 1080 Ti of the
+#: thesis has no tensor cores: its FP32 peak).
+GPUS = {"gtx1080ti": 11.3, "v100": 125.0, "a100": 312.0, "h100": 989.0, "h200": 989.0}
+#: Assumed model-FLOPs utilisation of a CNN fine-tuning step on those GPUs.
+MFU = 0.35
+
+
+@dataclasses.dataclass
+class Work:
+    """Images a node pushes through the model."""
+
+    label: str
+    train_images: float = 0.0        # forward + backward
+    eval_images: float = 0.0         # forward only
+    folds: int = 1
+
+    def flops(self, train_flops: float, eval_flops: float) -> float:
+        return self.train_images * train_flops + self.eval_images * eval_flops
+
+
+def model_flops(model: AgeModel, size: int) -> tuple[float, float]:
+    """(forward + backward, forward) FLOPs per image at `size` px."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(2, 3, size, size)
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    train = counter.get_total_flops() / 2
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return train, counter.get_total_flops() / 2
+
+
+def measured_rates(model: AgeModel, size: int, threads: int, seconds: float = 2.0) -> tuple[float, float]:
+    """This machine's (training, forward) images/s at `threads` torch threads: Adam steps on
+    random batches (small batches for large inputs, so it stays quick), timed step by step for
+    about `seconds` after a warm-up step; the median step is used, so a moment of contention
+    from another process does not decide the estimate."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        batch = 32 if size <= 64 else 4
+        x, y = torch.randn(batch, 3, size, size), torch.randint(0, model.classifier.out_features, (batch,))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def train_step():
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        @torch.no_grad()
+        def eval_step():
+            model.eval()
+            model(x)
+
+        def rate(step) -> float:
+            step()
+            times, start = [], time.perf_counter()
+            while len(times) < 3 or (time.perf_counter() - start < seconds and len(times) < 50):
+                t = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t)
+            return batch / float(np.median(times))
+        return rate(train_step), rate(eval_step)
+    finally:
+        torch.set_num_threads(before)
+
+
+def plan_work(plan: Plan) -> list[Work]:
+    """Images per node, from the datasets' sizes, the stage parameters and the protocol folds."""
+    out = []
+    for node in plan.nodes:
+        if node.kind == "root":
+            continue
+        p, table = node.params, plan.tables[node.stage]
+        n, epochs = len(table), p["epochs"]
+        if node.kind == "train":
+            n_val = round(n * p["val_fraction"])
+            out.append(Work(node.label, epochs * (n - n_val) * p.get("train_fraction", 1.0), epochs * n_val))
+            continue
+        labels = LabelSpace.of(table, p.get("classes"))
+        targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+        folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], plan.cfg["seed"])
+        cached = p["mode"] == "head" and not p["augment"] and plan.cfg["train"]["feature_cache"]
+        w = Work(node.label, folds=len(folds))
+        for _, train, test in folds:
+            n_val = round(len(train) * p["val_fraction"])
+            if cached:                   # the body once per image (shared); heads are negligible
+                continue
+            w.train_images += epochs * (len(train) - n_val) * p.get("train_fraction", 1.0)
+            w.eval_images += epochs * n_val + len(test)
+        if cached:
+            w.eval_images = n
+        out.append(w)
+    return out
+
+
+def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True) -> dict:
+    """The cost table of a plan: per node images, TFLOPs, CPU hours; totals per GPU class and
+    the CPU wall time with folds run `jobs` at a time."""
+    cfg = plan.cfg
+    size = C.backbone_settings(cfg)["input_size"]
+    target = plan.targets[0]
+    classes = len(LabelSpace.of(plan.tables[target.stage], target.params.get("classes")))
+    model = AgeModel(build_backbone(cfg["backbone"]), classes, cfg["head"]["hidden"], cfg["head"]["dropout"])
+    train_flops, eval_flops = model_flops(model, size)
+    cores = os.cpu_count() or 1
+    rates = {t: measured_rates(model, size, t) for t in sorted({1, cores})} if measure else {}
+    work = plan_work(plan)
+
+    def cpu_seconds(w: Work, threads: int) -> float:
+        train, ev = rates[threads]
+        return w.train_images / train + w.eval_images / ev
+
+    def rate_at(threads: int) -> tuple[float, float]:
+        """Interpolated images/s at `threads` between the measured 1-thread and all-core rates."""
+        if threads in rates:
+            return rates[threads]
+        a, b = rates[1], rates[cores]
+        f = (threads - 1) / max(cores - 1, 1)
+        return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+
+    rows = [{"node": w.label, "folds": w.folds, "train images": w.train_images, "eval images": w.eval_images,
+             "TFLOPs": w.flops(train_flops, eval_flops) / 1e12,
+             **({"CPU h (1 job)": cpu_seconds(w, cores) / 3600} if rates else {})} for w in work]
+    total_flops = sum(w.flops(train_flops, eval_flops) for w in work)
+    gpu_hours = {g: total_flops / (GPUS[g] * 1e12 * MFU) / 3600 for g in gpus}
+    scaling = {}
+    if rates:
+        for j in jobs:
+            threads = max(1, cores // j)
+            seconds = 0.0
+            for w in work:
+                if w.folds > 1 and j > 1:       # folds j at a time, cores / j threads each
+                    train, ev = rate_at(threads)
+                    parallel = min(j, w.folds, cores)         # more jobs than cores share them
+                    seconds += (w.train_images / train + w.eval_images / ev) / parallel
+                else:
+                    seconds += cpu_seconds(w, cores)
+            scaling[j] = seconds / 3600
+    return {"rows": rows, "train_flops": train_flops, "eval_flops": eval_flops, "size": size,
+            "rates": rates, "gpu_hours": gpu_hours, "cpu_hours_by_jobs": scaling, "cores": cores}
