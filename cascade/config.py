@@ -186,6 +186,11 @@ def validate(cfg: dict) -> None:
     for key in ("seed", "jobs", "regress.folds", "regress.time_left", "regress.per_run_time", "regress.memory_mb"):
         if _get(cfg, key) < 0:
             raise ConfigError(f"{key}={_get(cfg, key)} must be >= 0")
+    for key in _leaves(cfg):                   # hyper-parameters wherever they are set
+        rule = _RANGES.get(key.rsplit(".", 1)[-1])
+        value = _get(cfg, key)
+        if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+            raise ConfigError(f"{key}={value!r} {rule[1]}")
     from cascade.regress.features import Mode
     for mode in cfg["regress"]["modes"]:
         Mode.parse(mode)
@@ -194,6 +199,14 @@ def validate(cfg: dict) -> None:
         if span and not (m and int(m[1]) < int(m[2])):
             raise ConfigError(f"labels.{stage}={span!r}: expected an age span A-B with A < B (e.g. 0-100), "
                               f"or empty for the dataset's own range")
+
+
+#: Ranges of the training hyper-parameters, checked at every level (stages.*, backbones.*.stages.*,
+#: train.*): a negative epoch count or a zero learning rate is a clear error, not a silent no-op.
+_RANGES = {"epochs": (lambda v: v >= 0, "must be >= 0"), "patience": (lambda v: v >= 0, "must be >= 0"),
+           "batch_size": (lambda v: v >= 1, "must be >= 1"), "lr": (lambda v: v > 0, "must be > 0"),
+           "lr_factor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+           "val_fraction": (lambda v: 0 < v < 1, "must be between 0 and 1")}
 
 
 def _get(cfg: dict, key: str) -> Any:

@@ -124,8 +124,9 @@ class Runner:
     def run_train(self, node: Node) -> None:
         d = StageDir(self.plan.home / "stages", node.key)
         with d.lock():
-            if d.is_complete():
+            if d.usable(node.label):
                 return
+            d.sweep()
             atomic_write_json(d.file("config.json"), node.info)
             log = _log_to(d.file("log.txt"))
             cache = self.cache(node.stage)
@@ -148,8 +149,9 @@ class Runner:
     def run_target(self, node: Node) -> None:
         d = StageDir(self.plan.home / "stages", node.key)
         with d.lock():
-            if d.is_complete():
+            if d.usable(node.label):
                 return
+            d.sweep()
             atomic_write_json(d.file("config.json"), node.info)
             cache = self.cache(node.stage)
             table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
@@ -177,7 +179,9 @@ class Runner:
             atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
             atomic_write_json(d.file("metrics.json"), {"report": table.report.to_dict(),
                                                        "n_folds": int(preds["fold"].nunique())})
-            d.mark_complete(["predictions.csv", "labels.json", "metrics.json", "config.json"])
+            # the fold files are listed too: a deleted or damaged one is recomputed alone
+            fold_files = sorted(f"folds/{p.name}" for p in (d.path / "folds").glob("*.csv"))
+            d.mark_complete(["predictions.csv", "labels.json", "metrics.json", "config.json", *fold_files])
             if features:
                 Path(features).unlink()
 

@@ -78,10 +78,49 @@ def existing_mask(root: Path, paths: pd.Series) -> np.ndarray:
     return paths.isin(found).to_numpy()
 
 
+#: Ages a person can have: a label outside (or NaN) is a broken row, not a person.
+PLAUSIBLE_AGES = (0, 120)
+ESCAPES_ROOT = "path escapes the dataset root"
+
+
+def escapes_root(path) -> bool:
+    """True for a listed path that could name a file outside the dataset root: absolute (POSIX
+    or Windows), a `..` component (either separator), empty, or with a NUL byte.  Paths come
+    from metadata files a user downloaded, so they are not trusted."""
+    text = str(path)
+    drive = len(text) > 1 and text[0].isalpha() and text[1] == ":"
+    if not text or "\x00" in text or text.startswith(("/", "\\")) or drive:
+        return True
+    return any(part == ".." for part in text.replace("\\", "/").split("/"))
+
+
+def drop_escaping(frame: pd.DataFrame, report: CleaningReport, key: str = "path") -> pd.DataFrame:
+    """Listed paths that escape the root are quarantined under their own rule and never opened.
+    A safety rule: it appears in the report when it removed rows (clean data's reports, and
+    the tables quoting them, stay as they were)."""
+    mask = np.array([escapes_root(p) for p in frame[key]], dtype=bool)
+    if not mask.any():
+        return frame
+    return drop_rows(frame, mask, ESCAPES_ROOT, report, reason=ESCAPES_ROOT, key=key)
+
+
+def drop_implausible_ages(frame: pd.DataFrame, report: CleaningReport, key: str = "path",
+                          column: str = "age") -> pd.DataFrame:
+    """Ages outside `PLAUSIBLE_AGES` or not a number (-5, 250, NaN) are quarantined with the rule
+    (a safety rule, in the report when it removed rows)."""
+    lo, hi = PLAUSIBLE_AGES
+    rule = f"age outside {lo}-{hi} or not a number"
+    mask = ~pd.to_numeric(frame[column], errors="coerce").between(lo, hi).to_numpy(dtype=bool)
+    if not mask.any():
+        return frame
+    return drop_rows(frame, mask, rule, report, reason=rule, key=key)
+
+
 def drop_missing(frame: pd.DataFrame, root: Path, report: CleaningReport,
                  require_files: bool) -> pd.DataFrame:
     """The "missing file" rule for listing-based loaders; skipped (and said so) when the caller
-    tests a metadata-only listing."""
+    tests a metadata-only listing.  Paths escaping the root are quarantined first, always."""
+    frame = drop_escaping(frame, report)
     if not require_files:
         report.notes.append("require_files=False: listed files were not checked on disk")
         return frame
@@ -111,5 +150,17 @@ def make_table(name: str, root: Path, frame: pd.DataFrame, report: CleaningRepor
     if report.n_kept != len(frame):
         raise AssertionError(f"{name}: report keeps {report.n_kept} rows but the frame has "
                              f"{len(frame)}: a rule dropped rows without counting them")
+    # Last line of defence (a loader bug, not bad data, would trip these): no row may name a
+    # file outside the root or carry an impossible label.
+    escaping = [p for p in frame["path"] if escapes_root(p)]
+    if escaping:
+        raise ValueError(f"{name}: {len(escaping)} listed paths escape the dataset root {root}, "
+                         f"e.g. {escaping[:3]}")
+    # (upper bounds are each loader's rule and option, e.g. imdb age_range; below 0 never is)
+    bad = ~((frame["age_lo"] >= 0) & (frame["age_lo"] <= frame["age_hi"]))
+    if bad.any():
+        row = frame.loc[bad].iloc[0]
+        raise ValueError(f"{name}: {int(bad.sum())} rows have an impossible age label (negative, or "
+                         f"lower bound above upper), e.g. {row['path']}: {row['age_lo']}-{row['age_hi']}")
     return DatasetTable(name=name, root=Path(root), frame=frame.reset_index(drop=True),
                         report=report, synthetic=is_synthetic(root))

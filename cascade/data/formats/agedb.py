@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from cascade.data.formats._common import (build_frame, check_choice, drop_missing, drop_rows,
-                                          make_table, require_dir, scan_images)
+from cascade.data.formats._common import (build_frame, check_choice, drop_implausible_ages, drop_missing,
+                                          drop_rows, make_table, require_dir, scan_images)
 from cascade.data.records import CleaningReport, DatasetTable
 
 LISTINGS = ("auto", "files", "json", "mat")
@@ -84,6 +84,7 @@ def load_agedb(root: Path, *, listing: str = "auto", require_files: bool = True)
     rule = "unparseable name" if kind == "files" else "unparseable label"
     rows = drop_rows(rows, rows["name"].isna() | (rows["name"] == "") | rows["age"].isna(), rule,
                      report, reason=rule)
+    rows = drop_implausible_ages(rows, report)
     if kind != "files":
         rows = drop_missing(rows, root, report, require_files)
     gender = rows["gender"].where(rows["gender"].isin(["m", "f"]), "").fillna("")

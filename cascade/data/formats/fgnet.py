@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cascade.data.formats._common import (build_frame, check_choice, drop_missing, drop_rows,
-                                          make_table, require_dir, scan_images)
+from cascade.data.formats._common import (build_frame, check_choice, drop_implausible_ages, drop_missing,
+                                          drop_rows, make_table, require_dir, scan_images)
 from cascade.data.records import CleaningReport, DatasetTable
 
 LISTINGS = ("auto", "files", "json")
@@ -83,6 +83,7 @@ def load_fgnet(root: Path, *, listing: str = "auto", require_files: bool = True)
     report = CleaningReport(dataset="fgnet", source=str(json_path), n_raw=len(rows))
     rows = drop_rows(rows, rows["subject"].isna() | rows["age"].isna(), "unparseable label", report,
                      reason="unparseable label")
+    rows = drop_implausible_ages(rows, report)
     rows = drop_missing(rows, root, report, require_files)
     report.notes.append("FG-Net.json's folder field equals the subject id; fold left -1")
     return make_table("fgnet", root, _frame(rows), report)
