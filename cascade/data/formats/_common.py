@@ -50,6 +50,50 @@ def build_frame(n: int, **columns) -> pd.DataFrame:
     return frame
 
 
+def read_records(path: Path) -> pd.DataFrame:
+    """A JSON listing (a list of objects) as a frame of raw values; anything else is a clear error."""
+    import json
+
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path}: expected a list of records (JSON objects), got {type(records).__name__}")
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
+
+
+def text_field(raw: pd.DataFrame, name: str) -> pd.Series:
+    """A listing field as text: absent, null or NaN -> '' (a row a rule then drops), else str()."""
+    values = raw[name] if name in raw else [None] * len(raw)
+    return pd.Series(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+                     index=raw.index, dtype=object)
+
+
+def number_field(raw: pd.DataFrame, name: str) -> pd.Series:
+    """A listing field as a float: numbers and numeric strings; anything else (null, bool, list,
+    text) -> NaN, so a rule drops the row instead of a type error stopping the load."""
+    def one(v):
+        if isinstance(v, bool) or v is None:
+            return np.nan
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            return float(v) if abs(float(v)) < 1e300 else np.nan
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                return np.nan
+        return np.nan
+    values = raw[name] if name in raw else [None] * len(raw)
+    return pd.Series([one(v) for v in values], index=raw.index, dtype=float)
+
+
+def whole_numbers(values: pd.Series, default: float = np.nan) -> pd.Series:
+    """Finite non-negative whole numbers kept, anything else -> `default` (ids, fold numbers)."""
+    ok = np.isfinite(values) & (values >= 0) & (values == np.floor(values)) & (values < 1e15)
+    return values.where(ok, default)
+
+
 def drop_rows(frame: pd.DataFrame, mask, rule: str, report: CleaningReport,
               reason: str | None = None, key: str = "path") -> pd.DataFrame:
     """Remove the rows where ``mask`` holds and count them under ``rule``; with ``reason``,
@@ -65,6 +109,8 @@ def existing_mask(root: Path, paths: pd.Series) -> np.ndarray:
     """Which root-relative POSIX paths are files, using one ``os.scandir`` per folder: IMDB
     lists ~460k images in 100 folders, and a stat() per row would take minutes on slow disks."""
     paths = paths.astype(str)
+    if paths.empty:                       # (rpartition of no rows has no columns to index)
+        return np.zeros(0, dtype=bool)
     parts = paths.str.rpartition("/")
     found: set[str] = set()
     for folder in parts[0].unique():
