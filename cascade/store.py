@@ -88,6 +88,24 @@ def _write_error(exc: OSError, path: Path) -> OSError:
     return OSError(exc.errno, text) if exc.errno is not None else OSError(text)
 
 
+def reserve(path: Path) -> None:
+    """Allocate the blocks of a just-created (sparse) memory-mapped array file.  Without it a full
+    disk shows up as SIGBUS on the first page written through the map, killing the process with
+    no message; with it, as a clear out-of-space error naming the file, before any work."""
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+            return                      # a file system without fallocate: nothing to reserve
+        raise _write_error(exc, path) from exc
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 

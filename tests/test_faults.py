@@ -327,6 +327,21 @@ def test_disk_full_while_writing_a_report_keeps_the_previous_tables(done, tmp_pa
     assert (run / "table.csv").read_bytes() == before[run / "table.csv"]
 
 
+def test_disk_full_when_the_image_cache_is_allocated_is_a_clear_error(home, monkeypatch, capsys):
+    """The cache's pixel array is a memory map: its blocks are reserved first, so a full disk is
+    an error naming the file (not SIGBUS on the first page written), and nothing half-built stays."""
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert main(["data", "prepare", "fgnet", *FAST, f"home={home}"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device while writing" in err and "images.npy.partial" in err
+    assert not list((home / "cache").rglob("images.npy*")) and not list((home / "cache").rglob(MARKER))
+    monkeypatch.undo()
+    assert main(["data", "prepare", "fgnet", *FAST, f"home={home}"]) == 0
+    assert len(list((home / "cache").rglob(MARKER))) == 1
+
+
 # ----------------------------------------------------------------------------- untrusted input
 
 @pytest.mark.parametrize("fmt, backbone, suffix", [

@@ -22,7 +22,7 @@ from joblib import Parallel, delayed
 from PIL import Image, ImageOps
 
 from cascade.data.records import DatasetTable
-from cascade.store import MARKER, atomic_write_json, atomic_write_text, stable_hash
+from cascade.store import MARKER, atomic_write_json, atomic_write_text, reserve, stable_hash
 
 CACHE_VERSION = 2
 
@@ -171,6 +171,12 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
     bad = [{"path": frame["path"].iat[i], "reason": reasons[i]} for i in range(len(paths)) if pixels[i] is None]
     tmp = folder.file("images.npy.partial")
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
+    try:
+        reserve(tmp)                        # out of space: a clear error now, not SIGBUS later
+    except OSError:
+        del arr
+        tmp.unlink(missing_ok=True)
+        raise
     for j, i in enumerate(keep):
         arr[j] = pixels[i]
     arr.flush()
