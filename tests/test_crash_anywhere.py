@@ -11,7 +11,9 @@ caches, feature arrays and the results folder (tables and figures).  Four kinds 
 * `report`   `cascade report RUN` on a finished store (tables and figures only).
 
 Kill moments are drawn from a seeded RNG over the command's measured uninterrupted duration after
-the interpreter's start-up (stratified: the i-th of n points falls at random in the i-th n-th).  CI runs 2 points per kind (8); the full count (6 per
+the interpreter's start-up (stratified: the i-th of n points falls at random in the i-th n-th);
+`report` writes all its files in a fraction of a second after its imports, so its kill points are
+"the moment the k-th output file appeared", k drawn at random.  CI runs 2 points per kind (8); the full count (6 per
 kind, 24) is behind the `heavy` marker:
 
     python -m pytest -m heavy -s tests/test_crash_anywhere.py
@@ -168,19 +170,25 @@ def _state(home: Path) -> str:
 
 # ----------------------------------------------------------------------------- the harness
 
-def _kill_at(argv: list[str], delay: float, log: Path) -> bool:
-    """Start `argv` in its own session, SIGKILL its whole process group after `delay` s; False
-    when it had already finished (no kill happened)."""
+def _written(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file() and p.name not in ("run.json", ".lock")
+               and ".tmp" not in p.name) if folder.is_dir() else 0
+
+
+def _kill_at(argv: list[str], delay: float, log: Path, watch: Path | None = None, files: int = 0) -> bool:
+    """Start `argv` in its own session, SIGKILL its whole process group after `delay` s (or, with
+    `watch`, the moment `files` outputs exist under it: a point inside a short writing phase);
+    False when it had already finished (no kill happened)."""
     with open(log, "w") as err:
         proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
-    try:
-        proc.wait(timeout=delay)
+    end = time.monotonic() + (600 if watch else delay)
+    while time.monotonic() < end and proc.poll() is None and not (watch and _written(watch) >= files):
+        time.sleep(0.001 if watch else 0.01)
+    if proc.poll() is not None:
         assert proc.returncode == 0, f"{' '.join(argv[3:5])} failed before its kill point: " \
                                      f"{log.read_text()[-3000:]}"
         return False
-    except subprocess.TimeoutExpired:
-        pass
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     end = time.monotonic() + 30
@@ -215,7 +223,13 @@ def crash_anywhere(suite_home: Path, tmp: Path, per_kind: int, seed: int) -> lis
                 # stratified: point i of n falls in the i-th n-th of the work (spread, still random)
                 u = (i + rng.uniform(0, 1)) / per_kind
                 delay = startup + u * work * (0.95 ** attempt if attempt < 3 else 0.3)
-                if _kill_at(_argv(kind, home), delay, tmp / f"{kind}-{i}-{attempt}.stderr"):
+                # `report` spends its time importing, then writes its files in a fraction of a
+                # second: its kill points are "when the k-th file appeared", k random
+                watch, files = (_run_folder(home), int(rng.integers(1, _written(_run_folder(refs["report"]))))) \
+                    if kind == "report" else (None, 0)
+                if _kill_at(_argv(kind, home), delay, tmp / f"{kind}-{i}-{attempt}.stderr", watch, files):
+                    if watch:
+                        delay = files
                     break
                 shutil.rmtree(home)
             else:
@@ -239,7 +253,9 @@ def _check(points: list[dict], capsys) -> None:
         print()
         for p in points:
             status = "ok" if not p["problems"] else "FAILED: " + "; ".join(p["problems"][:5])
-            print(f"  {p['kind']:<8} kill at {p['delay']:6.2f}s of {p['of']:6.2f}s  left {p['left']:<60} "
+            at = f"at {p['delay']:6.2f}s of {p['of']:6.2f}s" if p["kind"] != "report" else \
+                f"after output {int(p['delay']):2d} appeared "
+            print(f"  {p['kind']:<8} kill {at}  left {p['left']:<60} "
                   f"{status}{' (floats equal to 1e-9)' if p['floats'] else ''}")
         print(f"crash-anywhere: {len(survived)}/{len(points)} kill points survived")
     assert len(survived) == len(points)
