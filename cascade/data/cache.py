@@ -125,6 +125,7 @@ def prepare(table: DatasetTable, size: int, crop: dict, home: Path, jobs: int = 
                       f"their sha256); rebuilding it", file=sys.stderr)
                 folder.file(MARKER).unlink()
         if not folder.is_complete():
+            folder.sweep()                      # temp files of a build killed mid-write
             _build(table, size, crop, folder, jobs, progress)
         rows = json.loads(folder.file("rows.json").read_text())
     for reason, n in pd.Series([q["reason"].split(":")[0] for q in rows["quarantine"]],

@@ -130,6 +130,7 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
     folder = StageDir(Path(home) / "features", features_key(stage_key, cache, mode, model.preprocessing))
     with folder.lock():
         if not folder.usable("feature array"):
+            folder.sweep()                      # temp files of a writer killed mid-write
             model.to(device)
             n, size = len(cache.images), cache.images.shape[1]
             dim = feature_dim(model.cpu(), size, mode)

@@ -121,6 +121,7 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     with d.lock():
         if not d.usable("regression"):
+            d.sweep()
             atomic_write_json(d.file("config.json"), {"features": feats.meta, "protocol": spec,
                                                       "engine": engine, "seed": cfg["seed"]})
             todo = [RegressFold(name, train, test, str(feats.path / "features.npy"), ages, subjects,
