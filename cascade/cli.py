@@ -371,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     except FoldsFailed as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        from cascade.store import NO_SPACE
+        if exc.errno not in NO_SPACE:
+            raise
+        print(f"cascade: error: {exc}", file=sys.stderr)     # names the file (cascade.store)
+        return 1
 
 
 if __name__ == "__main__":

@@ -228,6 +228,11 @@ def validate(cfg: dict) -> None:
                      ("regress.memory_mb", 0)):
         if _get(cfg, key) < low:
             raise ConfigError(f"{key}={_get(cfg, key)} must be >= {low}")
+    for key in _leaves(cfg):                   # hyper-parameters wherever they are set
+        rule = _RANGES.get(key.rsplit(".", 1)[-1])
+        value = _get(cfg, key)
+        if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+            raise ConfigError(f"{key}={value!r} {rule[1]}")
     from cascade.regress.features import Mode
     for mode in cfg["regress"]["modes"]:
         Mode.parse(mode)
@@ -240,6 +245,14 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"labels.{stage}: {exc}. Valid: an age span A-B (one class per year), "
                               f"bins:A-B,C-D,... (ranges), equal:W or equal:W:A-B (W-year ranges), or empty "
                               f"for the dataset's own range") from None
+
+
+#: Ranges of the training hyper-parameters, checked at every level (stages.*, backbones.*.stages.*,
+#: train.*): a negative epoch count or a zero learning rate is a clear error, not a silent no-op.
+_RANGES = {"epochs": (lambda v: v >= 0, "must be >= 0"), "patience": (lambda v: v >= 0, "must be >= 0"),
+           "batch_size": (lambda v: v >= 1, "must be >= 1"), "lr": (lambda v: v > 0, "must be > 0"),
+           "lr_factor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+           "val_fraction": (lambda v: 0 < v < 1, "must be between 0 and 1")}
 
 
 def _get(cfg: dict, key: str) -> Any:

@@ -40,10 +40,30 @@ def load_protocol(name: str) -> dict:
     if name not in files:
         raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(sorted(files))}")
     spec = yaml.safe_load(files[name].read_text())
+    if not isinstance(spec, dict):
+        raise ValueError(f"{files[name]}: expected a mapping of settings, got {type(spec).__name__}")
     if spec.get("splitter") not in SPLITTERS:
         raise ValueError(f"protocols/{name}.yaml: splitter {spec.get('splitter')!r} unknown; "
                          f"valid: {', '.join(SPLITTERS)}")
+    _check_types(files[name], spec)
     return spec
+
+
+#: Optional protocol settings and the types they must have (a wrong type is a clear error here,
+#: not a TypeError inside a splitter).
+_TYPES = {"name": (str,), "subject_exclusive": (bool,), "by_subject": (bool,),
+          "test_fraction": (int, float), "test_subjects": (list,)}
+
+
+def _check_types(path: Path, spec: dict) -> None:
+    for key, types in _TYPES.items():
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, types) or (bool in types) != isinstance(value, bool)):
+            raise ValueError(f"{path}: {key}: {value!r} is a {type(value).__name__}; expected "
+                             f"{' or '.join(t.__name__ for t in types)}")
+    frac = spec.get("test_fraction")
+    if frac is not None and not 0 < frac < 1:
+        raise ValueError(f"{path}: test_fraction: {frac!r} must be between 0 and 1")
 
 
 def _leave_one_group_out(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
@@ -124,14 +144,15 @@ SPLITTERS: dict[str, Callable[[pd.DataFrame, dict, int], Iterator[Fold]]] = {
 
 
 def folds(frame: pd.DataFrame, spec: dict, seed: int) -> list[Fold]:
-    """All folds of `spec` on `frame`, leakage-checked where the protocol promises it."""
+    """All folds of `spec` on `frame`, leakage-checked before anything trains: every protocol is
+    subject-exclusive unless its file says `subject_exclusive: false` (then leaky by declaration)."""
     out = list(SPLITTERS[spec["splitter"]](frame, spec, seed))
-    if spec.get("subject_exclusive"):
+    if spec.get("subject_exclusive", True):
         subjects = frame["subject"].to_numpy()
         for name, train, test in out:
             shared = set(subjects[train]) & set(subjects[test])
             if shared:
-                raise ValueError(f"protocol {spec['name']}: fold {name} has subjects in both train "
+                raise ValueError(f"protocol {spec.get('name', spec['splitter'])}: fold {name} has subjects in both train "
                                  f"and test: {sorted(shared)[:5]}")
     return out
 

@@ -12,11 +12,13 @@ temporary files or a stale checkpoint, but never a stage that looks complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -63,10 +65,45 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(exc, path) from exc
         raise
+
+
+#: errnos that mean "no room": the message says so and that the old file is untouched.
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _write_error(exc: OSError, path: Path) -> OSError:
+    """The same OSError (same errno, so callers can still test it) naming the file written;
+    out of space it says that the previous version, if any, is intact."""
+    what = exc.strerror or str(exc)
+    hint = (" (out of space: the previous version of the file, if any, is intact and no temporary "
+            "file is left; free space and rerun to continue where this run stopped)"
+            if exc.errno in NO_SPACE else "")
+    text = f"{what} while writing {path}{hint}"
+    return OSError(exc.errno, text) if exc.errno is not None else OSError(text)
+
+
+def reserve(path: Path) -> None:
+    """Allocate the blocks of a just-created (sparse) memory-mapped array file.  Without it a full
+    disk shows up as SIGBUS on the first page written through the map, killing the process with
+    no message; with it, as a clear out-of-space error naming the file, before any work."""
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+            return                      # a file system without fallocate: nothing to reserve
+        raise _write_error(exc, path) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -114,6 +151,40 @@ class StageDir:
         listed = json.loads((self.path / MARKER).read_text())["files"]
         return [n for n, meta in listed.items()
                 if not (self.path / n).exists() or file_sha256(self.path / n) != meta["sha256"]]
+
+    def repair(self, what: str = "stage") -> list[str]:
+        """For a complete folder: check every listed file against its recorded sha256; damaged
+        or missing ones are deleted with the marker, so the caller recomputes exactly those
+        (a fold's predictions, a stage's weights, a table built from intact parts).  Returns
+        their names (empty = intact and complete)."""
+        damaged = self.verify()
+        if damaged:
+            print(f"cascade: {what} {self.path} is damaged ({', '.join(damaged)} missing or failing "
+                  f"their sha256); recomputing only those", file=sys.stderr)
+            for name in damaged:
+                (self.path / name).unlink(missing_ok=True)
+            (self.path / MARKER).unlink(missing_ok=True)
+        return damaged
+
+    def usable(self, what: str = "stage") -> bool:
+        """Complete and every listed file intact (a damaged one is removed, see `repair`)."""
+        marker = self.path / MARKER
+        if not marker.exists():
+            return False
+        try:
+            json.loads(marker.read_text())["files"]
+        except (ValueError, KeyError):               # a torn marker: the folder is unfinished
+            return False
+        return not self.repair(what)
+
+    def sweep(self) -> int:
+        """Remove the temporary files of writers killed mid-write (`.<name>.<random>.tmp`, here
+        and in `folds/`).  Call only under `lock()`: no other writer is active then."""
+        stale = [p for folder in (self.path, self.path / "folds") if folder.is_dir()
+                 for p in folder.glob(".*.tmp")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
 
     def mark_complete(self, files: list[str], info: dict | None = None) -> None:
         meta = {n: {"size": (self.path / n).stat().st_size, "sha256": file_sha256(self.path / n)}

@@ -48,7 +48,8 @@ def test_hard_subjects_and_holdout():
     assert set(frame["subject"].iloc[train]) == {"001", "006"}
     frame = _frame(100)
     [(_, train, test)] = folds(frame, load_protocol("holdout"), seed=3)
-    assert len(test) == 20 and not set(train) & set(test)
+    assert len(train) + len(test) == 100 and not set(train) & set(test)
+    assert not set(frame["subject"].iloc[train]) & set(frame["subject"].iloc[test])    # by subject
     assert np.array_equal(test, folds(frame, load_protocol("holdout"), seed=3)[0][2])   # seeded
 
 

@@ -22,7 +22,7 @@ from joblib import Parallel, delayed
 from PIL import Image, ImageOps
 
 from cascade.data.records import DatasetTable
-from cascade.store import MARKER, atomic_write_json, atomic_write_text, stable_hash
+from cascade.store import MARKER, atomic_write_json, atomic_write_text, reserve, stable_hash
 
 CACHE_VERSION = 2
 
@@ -125,6 +125,7 @@ def prepare(table: DatasetTable, size: int, crop: dict, home: Path, jobs: int = 
                       f"their sha256); rebuilding it", file=sys.stderr)
                 folder.file(MARKER).unlink()
         if not folder.is_complete():
+            folder.sweep()                      # temp files of a build killed mid-write
             _build(table, size, crop, folder, jobs, progress)
         rows = json.loads(folder.file("rows.json").read_text())
     for reason, n in pd.Series([q["reason"].split(":")[0] for q in rows["quarantine"]],
@@ -171,6 +172,12 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
     bad = [{"path": frame["path"].iat[i], "reason": reasons[i]} for i in range(len(paths)) if pixels[i] is None]
     tmp = folder.file("images.npy.partial")
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
+    try:
+        reserve(tmp)                        # out of space: a clear error now, not SIGBUS later
+    except OSError:
+        del arr
+        tmp.unlink(missing_ok=True)
+        raise
     for j, i in enumerate(keep):
         arr[j] = pixels[i]
     arr.flush()

@@ -52,7 +52,12 @@ def load_body(body: nn.Module, path: Path) -> None:
     that lists the mismatch (a silently half-loaded network is the worst outcome)."""
     from safetensors.torch import load_file
 
-    tensors = load_file(path)
+    try:
+        tensors = load_file(path)
+    except Exception as exc:      # safetensors parses no code; anything else is simply not weights
+        raise ValueError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc}); "
+                         f"weights are read from safetensors only — convert a .pth/.pkl/.ckpt once "
+                         f"with `cascade weights import`") from exc
     own = body.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))

@@ -25,7 +25,7 @@ from torch import nn
 from cascade import config as C
 from cascade.data.cache import ImageCache
 from cascade.models.age_model import AgeModel
-from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
+from cascade.store import StageDir, atomic_write_json, atomic_write_text, reserve, stable_hash
 
 FEATURES_VERSION = 1
 LAYERS = ("last", "first")
@@ -129,7 +129,8 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
 
     folder = StageDir(Path(home) / "features", features_key(stage_key, cache, mode, model.preprocessing))
     with folder.lock():
-        if not folder.is_complete():
+        if not folder.usable("feature array"):
+            folder.sweep()                      # temp files of a writer killed mid-write
             model.to(device)
             n, size = len(cache.images), cache.images.shape[1]
             dim = feature_dim(model.cpu(), size, mode)
@@ -143,6 +144,8 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
             done = json.loads(done_file.read_text())["rows"] if done_file.exists() and partial.exists() else 0
             array = np.lib.format.open_memmap(partial, mode="r+" if done else "w+",
                                               dtype=np.float32, shape=(n, dim))
+            if not done:
+                reserve(partial)                 # out of space: a clear error, not SIGBUS
             bar = tqdm(total=n, initial=done, desc=f"features {mode} {label}", disable=not progress, leave=False)
             for start in range(done, n, batch_size):
                 rows = np.arange(start, min(start + batch_size, n))

@@ -120,12 +120,14 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
     n_jobs = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(folds)))
     threads = max(1, (os.cpu_count() or 1) // n_jobs)
     with d.lock():
-        if not d.is_complete():
+        if not d.usable("regression"):
+            d.sweep()
             atomic_write_json(d.file("config.json"), {"features": feats.meta, "protocol": spec,
                                                       "engine": engine, "seed": cfg["seed"]})
             todo = [RegressFold(name, train, test, str(feats.path / "features.npy"), ages, subjects,
                                 str(d.path / "folds" / f"{name}.csv"), engine, fold_seed(cfg["seed"], name), threads)
-                    for name, train, test in folds if not (d.path / "folds" / f"{name}.csv").exists()]
+                    for name, train, test in folds
+                    if not all((d.path / "folds" / f"{name}.{ext}").exists() for ext in ("csv", "json"))]
             errors = run_folds(todo, cfg, progress, desc)
             if errors:
                 log = "\n\n".join(f"fold {k}:\n{v}" for k, v in sorted(errors.items()))
@@ -139,7 +141,8 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
                       for name, _, _ in folds}
             atomic_write_json(d.file("models.json"), models)
             d.file("errors.txt").unlink(missing_ok=True)
-            d.mark_complete(["predictions.csv", "models.json", "config.json"])
+            d.mark_complete(["predictions.csv", "models.json", "config.json",       # and every fold's
+                             *(f"folds/{name}.{ext}" for name, _, _ in folds for ext in ("csv", "json"))])
     return (pd.read_csv(d.file("predictions.csv"), dtype={"subject": str, "fold": str}),
             json.loads(d.file("models.json").read_text()))
 

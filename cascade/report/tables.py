@@ -16,7 +16,7 @@ import pandas as pd
 from cascade import metrics as M
 from cascade.report import figures, latex, literature
 from cascade.stages.plan import Plan
-from cascade.store import atomic_write_json, atomic_write_text, stable_hash
+from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
 
 def _fmt(x: float, nd: int = 2) -> str:
@@ -119,7 +119,22 @@ def write_run(plan: Plan, out_dir: Path, settings: list[str] | None = None) -> t
     words of the run) go into run.json, so `cascade report` can rebuild the same plan."""
     preds = target_predictions(plan)
     table, header, run_id = run_table(plan, preds)
-    folder = Path(out_dir) / run_id
+    # One writer per results folder at a time (two runs of one cascade end here together); under
+    # the lock, temporary files of a writer killed mid-write are garbage and are removed.
+    with StageDir(Path(out_dir), run_id).lock():
+        _sweep(Path(out_dir) / run_id)
+        return _write_run(plan, preds, table, header, run_id, Path(out_dir) / run_id, settings)
+
+
+def _sweep(folder: Path) -> None:
+    for sub in (folder, folder / "figures"):
+        if sub.is_dir():
+            for p in sub.glob(".*.tmp*"):
+                p.unlink(missing_ok=True)
+
+
+def _write_run(plan: Plan, preds: dict, table: pd.DataFrame, header: list[str], run_id: str, folder: Path,
+               settings: list[str] | None) -> tuple[str, Path]:
     table.insert(len(table.columns) - 1, "status", "measured")
     if plan.cfg["target"] in ("fgnet", "adience"):
         lit = literature.rows(plan.cfg["target"])

@@ -124,8 +124,9 @@ class Runner:
     def run_train(self, node: Node) -> None:
         d = StageDir(self.plan.home / "stages", node.key)
         with d.lock():
-            if d.is_complete():
+            if d.usable(node.label):
                 return
+            d.sweep()
             atomic_write_json(d.file("config.json"), node.info)
             log = _log_to(d.file("log.txt"))
             cache = self.cache(node.stage)
@@ -148,8 +149,9 @@ class Runner:
     def run_target(self, node: Node) -> None:
         d = StageDir(self.plan.home / "stages", node.key)
         with d.lock():
-            if d.is_complete():
+            if d.usable(node.label):
                 return
+            d.sweep()
             atomic_write_json(d.file("config.json"), node.info)
             cache = self.cache(node.stage)
             table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
@@ -185,6 +187,8 @@ class Runner:
                 atomic_write_text(d.file("validation.csv"),
                                   pd.concat([pd.read_csv(f, dtype={"fold": str}) for f in val_files]).to_csv(index=False))
                 files.append("validation.csv")
+            # the fold files are listed too: a deleted or damaged one is recomputed alone
+            files += sorted(f"folds/{p.name}" for p in (d.path / "folds").glob("*.csv"))
             d.mark_complete(files)
             if features:
                 Path(features).unlink()

@@ -69,6 +69,24 @@ def predict_proba(model: AgeModel, images: np.ndarray, rows: np.ndarray, device,
     return torch.cat(out).numpy() if out else np.zeros((0, model.classifier.out_features))
 
 
+def _load_checkpoint(ckpt: Path, log: Callable[[str], None]) -> dict | None:
+    """The per-epoch checkpoint, or None when there is none.  One that cannot be read (truncated
+    or damaged on disk, or a pickle that weights_only refuses) is set aside and the stage trains
+    from its first epoch: a checkpoint only saves time, it is never a result."""
+    if not ckpt.exists():
+        return None
+    try:
+        saved = safe_torch_load(ckpt)
+        if not isinstance(saved, dict) or not {"model", "optimizer", "scheduler", "state"} <= set(saved):
+            raise ValueError("not a cascade checkpoint")
+        return saved
+    except Exception as exc:  # torch raises RuntimeError / EOFError / UnpicklingError / zip errors
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        log(f"checkpoint {ckpt.name} unreadable ({reason}); training from the first epoch")
+        ckpt.unlink(missing_ok=True)
+        return None
+
+
 def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np.ndarray,
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
         progress: bool = False, desc: str = "", features: np.ndarray | None = None) -> dict:
@@ -108,8 +126,8 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16,
                               enabled=amp)
 
-    if ckpt.exists():
-        saved = safe_torch_load(ckpt)
+    saved = _load_checkpoint(ckpt, log)
+    if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])

@@ -102,7 +102,9 @@ def to_three_groups(lo: int, hi: int) -> tuple[int, int]:
 def read_fold(path: Path, fold: int) -> tuple[pd.DataFrame, list[str]]:
     """One fold file as string columns plus ``fold`` and ``row`` ("file:line", 1-based, what
     the quarantine names), and the rows of lines with the wrong number of fields (not parsed)."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    # Rows end at "\n" (and "\r\n") only: str.splitlines would also break a row at a form feed
+    # or a Unicode line separator inside a value and turn one row into two malformed lines.
+    lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8", errors="replace").split("\n")]
     # Skip the header only when it is one: a file without it must not lose its first row.
     start = 1 if lines and lines[0].split("\t")[0].strip() == FIELDS[0] else 0
     good, bad = [], []

@@ -6,15 +6,15 @@ and ``AgeDB_metadata.mat`` (cell arrays fileno/filename/name/age/gender).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.io
 
-from cascade.data.formats._common import (build_frame, check_choice, drop_missing, drop_rows,
-                                          make_table, require_dir, scan_images)
+from cascade.data.formats._common import (build_frame, check_choice, drop_implausible_ages, drop_missing,
+                                          drop_rows, make_table, number_field, read_records, require_dir,
+                                          scan_images, text_field, whole_numbers)
 from cascade.data.records import CleaningReport, DatasetTable
 
 LISTINGS = ("auto", "files", "json", "mat")
@@ -42,13 +42,13 @@ def _rows_from_files(root: Path) -> pd.DataFrame:
 def _rows_from_json(path: Path) -> pd.DataFrame:
     """The listing's own name/age/gender fields; its ``img_path`` keeps the publisher's folder
     prefix (``AgeDB/AgeDB/``), so only the file name is kept: images sit directly in root."""
-    raw = pd.DataFrame(json.loads(path.read_text()))
-    folder = pd.to_numeric(raw.get("folder", pd.Series(-1, index=raw.index)), errors="coerce")
-    return pd.DataFrame({"path": raw["img_path"].astype(str).str.rsplit("/", n=1).str[-1],
-                         "name": raw["name"].astype(str),
-                         "age": pd.to_numeric(raw["age"], errors="coerce"),
-                         "gender": raw["gender"].astype(str).str.lower(),
-                         "fold": folder.fillna(-1).astype(np.int64)})
+    raw = read_records(path)
+    return pd.DataFrame({"path": text_field(raw, "img_path").str.rsplit("/", n=1).str[-1],
+                         "name": text_field(raw, "name"),
+                         "age": number_field(raw, "age"),
+                         "gender": text_field(raw, "gender").str.lower(),
+                         "fold": whole_numbers(number_field(raw, "folder"), -1).astype(np.int64)},
+                        index=raw.index)
 
 
 def _mat_cells(mat: dict, field: str) -> list[str]:
@@ -84,6 +84,7 @@ def load_agedb(root: Path, *, listing: str = "auto", require_files: bool = True)
     rule = "unparseable name" if kind == "files" else "unparseable label"
     rows = drop_rows(rows, rows["name"].isna() | (rows["name"] == "") | rows["age"].isna(), rule,
                      report, reason=rule)
+    rows = drop_implausible_ages(rows, report)
     if kind != "files":
         rows = drop_missing(rows, root, report, require_files)
     gender = rows["gender"].where(rows["gender"].isin(["m", "f"]), "").fillna("")

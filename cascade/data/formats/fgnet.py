@@ -8,15 +8,15 @@ case-insensitively against the folder.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cascade.data.formats._common import (build_frame, check_choice, drop_missing, drop_rows,
-                                          make_table, require_dir, scan_images)
+from cascade.data.formats._common import (build_frame, check_choice, drop_implausible_ages, drop_missing,
+                                          drop_rows, make_table, number_field, read_records, require_dir,
+                                          scan_images, text_field, whole_numbers)
 from cascade.data.records import CleaningReport, DatasetTable
 
 LISTINGS = ("auto", "files", "json")
@@ -53,16 +53,18 @@ def _json_rows(path: Path, prefix: str, folder: Path, require_files: bool) -> pd
     """Listing rows with subject/age from its own fields; file names matched to the folder's
     real case when the files are there (``009A16b.jpg`` in the listing is ``009A16B.JPG`` or
     ``009A16b.JPG`` on disk)."""
-    raw = pd.DataFrame(json.loads(path.read_text()))
-    names = raw["img_path"].astype(str).str.rsplit("/", n=1).str[-1]
+    raw = read_records(path)
+    names = text_field(raw, "img_path").str.rsplit("/", n=1).str[-1]
     if require_files and folder.is_dir():
         with os.scandir(folder) as entries:
             on_disk = {e.name.lower(): e.name for e in entries if e.is_file()}
         names = names.map(lambda n: on_disk.get(n.lower(), n))
-    subject = pd.to_numeric(raw["id_num"], errors="coerce")
-    return pd.DataFrame({"path": prefix + names,
+    subject = whole_numbers(number_field(raw, "id_num"))
+    # an empty name stays empty (the escaping-path rule quarantines it) instead of becoming
+    # the prefix alone, which would name the folder itself
+    return pd.DataFrame({"path": names.map(lambda n: prefix + n if n else ""),
                          "subject": subject.map(lambda s: f"{int(s):03d}" if pd.notna(s) else np.nan),
-                         "age": pd.to_numeric(raw["age"], errors="coerce")})
+                         "age": number_field(raw, "age")}, index=raw.index)
 
 
 def load_fgnet(root: Path, *, listing: str = "auto", require_files: bool = True) -> DatasetTable:
@@ -83,6 +85,7 @@ def load_fgnet(root: Path, *, listing: str = "auto", require_files: bool = True)
     report = CleaningReport(dataset="fgnet", source=str(json_path), n_raw=len(rows))
     rows = drop_rows(rows, rows["subject"].isna() | rows["age"].isna(), "unparseable label", report,
                      reason="unparseable label")
+    rows = drop_implausible_ages(rows, report)
     rows = drop_missing(rows, root, report, require_files)
     report.notes.append("FG-Net.json's folder field equals the subject id; fold left -1")
     return make_table("fgnet", root, _frame(rows), report)
