@@ -2,7 +2,6 @@
 hours priced from them (the estimate is checked against a measured run in
 benchmarks/plan_estimate.py)."""
 import pytest
-import torch
 from torch import nn
 
 from cascade import config as C

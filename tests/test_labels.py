@@ -1,7 +1,6 @@
 """Label spaces as config (age spans, explicit bins, equal-width bins; always ordered by age),
 images outside the classes (error or counted drop), binned targets' metrics, and ensembles of
 finished runs (probability averaging)."""
-import json
 from types import SimpleNamespace
 
 import numpy as np

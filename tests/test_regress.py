@@ -12,7 +12,6 @@ import torch
 
 from cascade import config as C
 from cascade.cli import main
-from cascade.data.datasets import LabelSpace
 from cascade.models import AgeModel, build_backbone
 from cascade.regress import engine_env, engines
 from cascade.regress import features as Fe

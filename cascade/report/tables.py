@@ -191,7 +191,7 @@ def _class_report(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Pa
     rows = pd.DataFrame(M.confusion_matrix(pred["true_class"], pred["pred_class"], k, normalize=True),
                         index=[f"true {n}" for n in names], columns=names)
     atomic_write_text(path, f"# Per-class report: {name}\n\n" + to_markdown(frame.reset_index(names="class"), [])
-                      + f"\n## Confusion matrix, rows normalised (recall on the diagonal)\n\n"
+                      + "\n## Confusion matrix, rows normalised (recall on the diagonal)\n\n"
                       + to_markdown(rows.reset_index(names=""), []))
     atomic_write_text(path.with_suffix(".csv"), frame.to_csv(float_format="%.6g", index_label="class"))
     atomic_write_text(path.with_name(path.stem + "_confusion_rows.csv"), rows.to_csv(float_format="%.6g"))
