@@ -112,8 +112,8 @@ def extract_batch(model: AgeModel, x: torch.Tensor, mode: Mode) -> torch.Tensor:
     return out[0]
 
 
-def feature_dim(model: AgeModel, size: int, mode: Mode) -> int:
-    return int(extract_batch(model, torch.zeros(1, 3, size, size), mode).shape[1])
+def feature_dim(model: AgeModel, size: int, mode: Mode, device: str = "cpu") -> int:
+    return int(extract_batch(model, torch.zeros(1, 3, size, size, device=device), mode).shape[1])
 
 
 def features_key(stage_key: str, cache: ImageCache, mode: Mode, preprocessing) -> str:
@@ -133,8 +133,7 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
             folder.sweep()                      # temp files of a writer killed mid-write
             model.to(device)
             n, size = len(cache.images), cache.images.shape[1]
-            dim = feature_dim(model.cpu(), size, mode)
-            model.to(device)
+            dim = feature_dim(model, size, mode, device)
             gb = n * dim * 4 / 2**30
             if gb > max_gb:
                 raise ValueError(f"features {mode} of {label}: {n} images x {dim} values = {gb:.1f} GB "

@@ -28,6 +28,7 @@ from cascade.protocols import folds as protocol_folds
 from cascade.protocols import load_protocol
 from cascade.regress import engines
 from cascade.regress.features import Features, Mode, extract
+from cascade.report.tables import cleaning_line, data_line
 from cascade.stages import FoldsFailed
 from cascade.stages import plan as P
 from cascade.stages.execute import Runner, _device, fold_seed, model_source, run_folds
@@ -199,8 +200,7 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
     header = [
         f"Target: {cfg['target']} — protocol `{spec['name']}` ({rows[0]['folds']} folds"
         + (f", the first {cfg['regress']['folds']} only: regress.folds" if cfg["regress"]["folds"] else "") + ")",
-        "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
-        if synthetic else "Data: user-supplied datasets (data.root.*)",
+        data_line(synthetic),
         f"Backbone: {cfg['backbone']}; weights: {backbone_weights} (weights={cfg['weights']})",
         "Features: the stage's body on the target's cached images, no augmentation; `last` = the body's "
         "last convolutional output, `first` = the first convolutional layer after its activation; pooled "
@@ -210,7 +210,5 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
         "MAE / R² aggregation: `MAE`, `R²` pooled over all test images; `(fold mean)` = mean of per-fold values "
         "(R² undefined for a fold whose test ages are all equal: left out of its mean)",
     ]
-    for name, t in tables.items():
-        steps = "; ".join(f"{r} −{n}" for r, n in t.report.steps) or "no rows dropped"
-        header.append(f"Dataset {name}: {t.report.n_raw} rows → {len(t)} used ({steps})")
+    header += [cleaning_line(name, t) for name, t in tables.items()]
     return pd.DataFrame(rows), header, details

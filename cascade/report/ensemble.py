@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cascade import config as C
-from cascade.report import latex
-from cascade.report.tables import row_metrics, target_predictions, to_markdown
+from cascade.report.tables import data_line, row_metrics, target_predictions, write_tables
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
@@ -45,7 +44,7 @@ def _columns(labels: dict) -> list[str]:
 
 def with_probabilities(frame: pd.DataFrame, probs: np.ndarray, labels: dict) -> pd.DataFrame:
     """`frame` (one row per test image) with new class probabilities and the decision rules
-    (expected value, argmax, posterior median) recomputed from them."""
+    (expected value, argmax, posterior median) recomputed from them, as a fold writes them."""
     values = (np.asarray(labels["lo"], float) + np.asarray(labels["hi"], float)) / 2
     out = frame.copy()
     out[_columns(labels)] = probs
@@ -134,8 +133,7 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
     synthetic = any(t.synthetic for m in members for t in m[3].tables.values())
     header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`, "
               f"the same {table['folds'].iloc[0]} folds and {table['images'].iloc[0]} test images for every member",
-              "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
-              if synthetic else "Data: user-supplied datasets (data.root.*)",
+              data_line(synthetic),
               "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
               "argmax) applied to the average" + ("; stacked: per fold an MLP (32 hidden units) trained on the "
               "members' probabilities for the fold's validation images" if stacked else ""),
@@ -143,11 +141,7 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
                 for name, _, _, m in members]]
     rid = "ensemble-" + stable_hash([sorted(Path(r).name for r in runs), stacked], 8)
     folder = Path(out_dir) / rid
-    md = f"# Ensemble {rid}\n\n" + to_markdown(table, header)
-    atomic_write_text(folder / "table.md", md)
-    atomic_write_text(folder / "table.csv", table.to_csv(index=False))
-    atomic_write_text(folder / "table.tex", latex.to_latex(table, header, caption=f"Ensemble ({rid})",
-                                                           label=f"tab:{rid}"))
+    md = write_tables(folder, "Ensemble", table, header, "Ensemble")
     atomic_write_text(folder / "predictions.csv", ens.to_csv(index=False))
     atomic_write_json(folder / "run.json", {"command": "ensemble", "runs": [str(r) for r in runs],
                                             "stacked": stacked, "header": header})

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cascade.report import figures, latex
-from cascade.report.tables import to_markdown
-from cascade.store import atomic_write_json, atomic_write_text, stable_hash
+from cascade.report import figures
+from cascade.report.tables import write_tables
+from cascade.store import atomic_write_json, stable_hash
 
 
 def run_id(cfg: dict, table: pd.DataFrame) -> str:
@@ -29,11 +29,8 @@ def write(cfg: dict, table: pd.DataFrame, header: list[str], details: dict, out_
     into run.json, so `cascade report` rebuilds it (a rerun fits nothing: every fold is stored)."""
     rid = run_id(cfg, table)
     folder = Path(out_dir) / rid
-    md = f"# Regression on pooled CNN features {rid}\n\n" + to_markdown(table, header)
-    atomic_write_text(folder / "table.md", md)
-    atomic_write_text(folder / "table.csv", table.to_csv(index=False))
-    atomic_write_text(folder / "table.tex", latex.to_latex(
-        table, header, caption=f"{cfg['target']}: regressors on pooled CNN features ({rid})", label=f"tab:{rid}"))
+    md = write_tables(folder, "Regression on pooled CNN features", table, header,
+                      f"{cfg['target']}: regressors on pooled CNN features")
     synthetic = any("synthetic data" in h for h in header)
     preds = {name: d["predictions"].assign(pred_expected=d["predictions"]["pred"]) for name, d in details.items()}
     written = figures.fold_mae(preds, folder / "figures" / "fold_mae", synthetic,

@@ -54,6 +54,32 @@ def row_metrics(pred: pd.DataFrame, labels: dict, seed: int, tolerance=()) -> di
     return {**row, "images": s["n_images"], "folds": s["n_folds"]}
 
 
+def data_line(synthetic: bool) -> str:
+    """The header line that says where the data came from: a number from the demo suite must
+    never pass for a real result."""
+    return ("Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
+            if synthetic else "Data: user-supplied datasets (data.root.*)")
+
+
+def cleaning_line(name: str, table, manifest: str | None = None) -> str:
+    """The header line of one dataset: its rows read and used, and every cleaning rule's count."""
+    steps = "; ".join(f"{r} −{n}" for r, n in table.report.steps) or "no rows dropped"
+    at = f" (manifest {manifest[:12]})" if manifest else ""
+    return f"Dataset {name}{at}: {table.report.n_raw} rows → {len(table)} used ({steps})"
+
+
+def write_tables(folder: Path, title: str, table: pd.DataFrame, header: list[str], caption: str) -> str:
+    """`table.md` (under `# title` with the header), `table.csv` and `table.tex` (booktabs) in
+    `folder`; returns the Markdown."""
+    name = Path(folder).name
+    md = f"# {title} {name}\n\n" + to_markdown(table, header)
+    atomic_write_text(Path(folder) / "table.md", md)
+    atomic_write_text(Path(folder) / "table.csv", table.to_csv(index=False))
+    atomic_write_text(Path(folder) / "table.tex", latex.to_latex(table, header, caption=f"{caption} ({name})",
+                                                                 label=f"tab:{name}"))
+    return md
+
+
 def target_predictions(plan: Plan) -> dict[str, tuple[pd.DataFrame, dict]]:
     """{configuration name: (predictions, labels.json)} of every finished target, read once for
     the tables and the figures."""
@@ -86,8 +112,7 @@ def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list
     proto = target.info["protocol"]["name"]
     header = [
         f"Target: {cfg['target']} — protocol `{proto}` ({table['folds'].iloc[0]} folds)",
-        "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
-        if synthetic else "Data: user-supplied datasets (data.root.*)",
+        data_line(synthetic),
         f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']})",
         "Decision rule: expected value Σ age·p (MAE); argmax group (accuracy)",
         "MAE aggregation: `MAE` pooled over all test images; `MAE (fold mean)` = mean of per-fold MAEs;"
@@ -95,10 +120,8 @@ def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list
         f"Seed: {cfg['seed']}",
     ]
     for name, t in plan.tables.items():
-        steps = "; ".join(f"{r} −{n}" for r, n in t.report.steps) or "no rows dropped"
         manifest = next(n.info["manifest"] for n in plan.nodes if n.stage == name)   # what the keys hashed
-        header.append(f"Dataset {name} (manifest {manifest[:12]}): "
-                      f"{t.report.n_raw} rows → {len(t)} used ({steps})")
+        header.append(cleaning_line(name, t, manifest))
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
     run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + stable_hash([n.key for n in plan.targets], 8)
     return table, header, run_id
@@ -144,12 +167,7 @@ def _write_run(plan: Plan, preds: dict, table: pd.DataFrame, header: list[str], 
                            "not computed here"]
         for col in ("images", "folds"):                  # counts stay integers beside empty cells
             table[col] = table[col].astype("Int64")
-    md = f"# Results {run_id}\n\n" + to_markdown(table, header)
-    atomic_write_text(folder / "table.md", md)
-    atomic_write_text(folder / "table.csv", table.to_csv(index=False))
-    atomic_write_text(folder / "table.tex", latex.to_latex(
-        table, header, caption=f"{plan.cfg['target']}: cascade configurations ({run_id})",
-        label=f"tab:{run_id}"))
+    md = write_tables(folder, "Results", table, header, f"{plan.cfg['target']}: cascade configurations")
     figures = write_figures(plan, preds, folder / "figures")
     atomic_write_json(folder / "run.json", {"header": header, "settings": settings or [],
                                             "stages": {n.label: n.key for n in plan.nodes},

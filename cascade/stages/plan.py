@@ -97,8 +97,8 @@ def build(cfg: dict) -> Plan:
             params["amp"] = True
         if cfg["labels"].get(stage):   # only when set: the default label space is the data's range
             params["classes"] = cfg["labels"][stage]
-        if _balanced(cfg, kind):       # only when set: unbalanced keys stay what they were
-            params["balance"] = _balanced(cfg, kind)
+        if balance := _balanced(cfg, kind):       # only when set: unbalanced keys stay what they were
+            params["balance"] = balance
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": stable_hash(table(stage).manifest_records()),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
