@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cascade.report.tables import to_markdown
+from cascade.report.tables import data_line, to_markdown
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
@@ -32,8 +32,7 @@ def synthetic(plan: P.Plan) -> bool:
 def header(plan: P.Plan, nodes: list[P.Node]) -> list[str]:
     cfg = plan.cfg
     return [
-        "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
-        if synthetic(plan) else "Data: user-supplied datasets (data.root.*)",
+        data_line(synthetic(plan)),
         f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']}); "
         f"seed {cfg['seed']}",
         *(f"Stage {n.key}: {n.label}" + (f" (protocol `{n.info['protocol']['name']}`)" if n.kind == "target" else "")
