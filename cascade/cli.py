@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     proto.add_argument("name")
     proto.add_argument("settings", nargs="*", metavar="key=value")
     proto.add_argument("--jobs", type=int, help="folds trained in parallel (default: one per core)")
-    proto.add_argument("--backend", choices=["loky", "dask"], help="local processes (default) or a dask cluster")
+    proto.add_argument("--backend", choices=["auto", "fork", "loky", "dask"],
+                       help="local processes: forked when safe (auto, the default), fork or loky; or a dask cluster")
     proto.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://HOST:8786")
     proto.add_argument("--dry-run", action="store_true")
     proto.add_argument("--quiet", action="store_true")

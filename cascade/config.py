@@ -76,7 +76,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "balance.stages": ("target", "all"),
         "cam.target": ("class", "expected"),
         "device": ("auto", "cpu", "cuda"),
-        "backend": ("loky", "dask"),
+        "backend": ("auto", "fork", "loky", "dask"),
         "loss": LOSSES,
         "data.adience_policy": ("strict", "lenient"),
         "data.crop": ("auto", "box", "mtcnn", "none"),

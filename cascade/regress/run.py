@@ -31,7 +31,8 @@ from cascade.regress.features import Features, Mode, extract
 from cascade.report.tables import cleaning_line, data_line
 from cascade.stages import FoldsFailed
 from cascade.stages import plan as P
-from cascade.stages.execute import Runner, _device, fold_seed, model_source, run_folds
+from cascade.stages.execute import Runner, _device, fold_seed, model_source
+from cascade.stages.workers import run_folds
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
 REGRESS_VERSION = 1

@@ -5,13 +5,10 @@ writes its predictions atomically the moment it ends, so a rerun only trains mis
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
-import os
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,7 @@ from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
 from cascade.stages import FoldsFailed
 from cascade.stages.plan import Node, Plan
+from cascade.stages.workers import run_folds, threads_per_job
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
 from cascade.train.trainer import Split, embed, fit, predict_proba
 
@@ -218,8 +216,7 @@ def _save_model(d: StageDir, model: AgeModel, labels: LabelSpace) -> None:
 
 
 def _set_threads(cfg: dict, jobs: int) -> None:
-    threads = cfg["train"]["threads"] or max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads_per_job(cfg, jobs))
 
 
 @dataclasses.dataclass
@@ -309,57 +306,3 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     frame = pd.concat([frame, pd.DataFrame(probs, columns=[f"p{i}" for i in range(probs.shape[1])])], axis=1)
     atomic_write_text(out, frame.to_csv(index=False))
     ckpt.unlink(missing_ok=True)
-
-
-def _attempt(job, jobs: int) -> str | None:
-    """Run a fold (anything with `.name` and `.run(jobs)`), retrying once; return the error text
-    if both attempts fail."""
-    err = None
-    for _ in range(2):
-        try:
-            job.run(jobs)
-            return None
-        except Exception:
-            err = traceback.format_exc(limit=3)
-    return err
-
-
-def run_folds(jobs: list, cfg: dict, progress: bool, desc: str) -> dict[str, str]:
-    """Run the folds (loky processes here, or a dask.distributed cluster); {fold: error} of
-    those that failed twice.  Each fold writes its own file, so the order they end in is free.
-    A job is anything picklable with `.name` and `.run(jobs)`: a fine-tuning fold (FoldJob) or
-    a regressor fold (cascade.regress.run)."""
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
-
-    n = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(jobs)))
-    bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
-    errors = {}
-    calls = (delayed(_attempt)(j, n) for j in jobs)
-    with contextlib.ExitStack() as stack:
-        if cfg["backend"] == "dask":
-            results = _on_dask(stack, cfg, n, calls)
-        elif n == 1:
-            results = (_attempt(j, 1) for j in jobs)
-        else:
-            results = Parallel(n_jobs=n, backend="loky", return_as="generator")(calls)
-        for job, err in zip(jobs, results):
-            bar.update(1)
-            if err:
-                errors[job.name] = err
-    bar.close()
-    return errors
-
-
-def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls):
-    """joblib's dask backend on the cluster at `scheduler` (the same fold function as loky)."""
-    from joblib import Parallel, parallel_config
-    try:
-        from distributed import Client
-    except ImportError as exc:
-        raise ImportError("backend=dask needs dask.distributed: pip install distributed") from exc
-    if not cfg["scheduler"]:
-        raise ValueError("backend=dask needs scheduler=tcp://HOST:PORT (the dask scheduler's address)")
-    stack.enter_context(Client(cfg["scheduler"]))
-    stack.enter_context(parallel_config(backend="dask"))
-    return Parallel(n_jobs=n, return_as="generator")(calls)
