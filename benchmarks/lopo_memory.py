@@ -83,8 +83,7 @@ def measure(settings: list[str]) -> dict:
     shutil.rmtree(plan.home / "stages" / target.key, ignore_errors=True)
     runner = Runner(plan, progress=False)
     cache = runner.cache(target.stage)
-    peak = dict.fromkeys(["rss", "pss", "parent_uss", "worker_rss", "worker_pss", "worker_uss",
-                          "cache_private", "workers"], 0)
+    peak = dict.fromkeys(["rss", "pss", "worker_rss", "worker_pss", "worker_uss", "cache_private"], 0)
     stop = threading.Event()
 
     def sample():
@@ -93,9 +92,10 @@ def measure(settings: list[str]) -> dict:
             procs = {pid: _memory(pid) for pid in _tree(me)}
             workers = [m for pid, m in procs.items() if pid != me]
             peak["rss"] = max(peak["rss"], sum(m["rss"] for m in procs.values()))
-            peak["pss"] = max(peak["pss"], sum(m["pss"] for m in procs.values()))
-            peak["parent_uss"] = max(peak["parent_uss"], procs[me]["uss"])
-            peak["workers"] = max(peak["workers"], len(workers))
+            pss = sum(m["pss"] for m in procs.values())
+            if pss > peak["pss"]:        # what the run's peak is made of, at that moment
+                own = sum(m["uss"] for m in procs.values())
+                peak.update(pss=pss, at_peak=(pss - own, procs[me]["uss"], sorted(m["uss"] for m in workers)))
             for key in ("rss", "pss", "uss"):
                 peak[f"worker_{key}"] = max([peak[f"worker_{key}"]] + [m[key] for m in workers])
             peak["cache_private"] = max([peak["cache_private"]] +
@@ -125,20 +125,27 @@ def main() -> None:
     first = next(iter(runs.values()))
     print(f"82-fold LOPO, --jobs 2, {args.epochs} epoch(s) a fold; image cache {first['cache'] / MB:.1f} MB "
           f"({first['images']} images, memory-mapped)")
-    print(f"{'backend':8} {'time':>6} {'run PSS':>9} {'run RSS':>9} {'parent USS':>11} {'worker RSS':>11} "
-          f"{'worker PSS':>11} {'worker USS':>11} {'bound':>8} {'PSS/bound':>10}")
+    print(f"{'backend':8} {'time':>6} {'run PSS':>9} {'run RSS':>9} {'worker RSS':>11} {'worker PSS':>11} "
+          f"{'worker USS':>11} {'bound':>8} {'PSS/bound':>10}")
     for name, r in runs.items():
         bound = 1.5 * r["worker_rss"] + r["cache"]
-        print(f"{name:8} {r['seconds']:5.0f}s {r['pss'] / MB:8.0f}M {r['rss'] / MB:8.0f}M {r['parent_uss'] / MB:10.0f}M "
-              f"{r['worker_rss'] / MB:10.0f}M {r['worker_pss'] / MB:10.0f}M {r['worker_uss'] / MB:10.0f}M "
-              f"{bound / MB:7.0f}M {r['pss'] / bound:9.2f}  ({'met' if r['pss'] < bound else 'NOT met'}; "
-              f"cache pages copied into a worker: {r['cache_private'] / MB:.1f} MB)")
+        print(f"{name:8} {r['seconds']:5.0f}s {r['pss'] / MB:8.0f}M {r['rss'] / MB:8.0f}M {r['worker_rss'] / MB:10.0f}M "
+              f"{r['worker_pss'] / MB:10.0f}M {r['worker_uss'] / MB:10.0f}M {bound / MB:7.0f}M {r['pss'] / bound:9.2f}  "
+              f"({'met' if r['pss'] < bound else 'NOT met'}; cache pages copied into a worker: "
+              f"{r['cache_private'] / MB:.1f} MB)")
     if {"fork", "loky"} <= set(runs):
         print(f"run PSS loky / fork: {runs['loky']['pss'] / runs['fork']['pss']:.2f}; worker USS loky / fork: "
               f"{runs['loky']['worker_uss'] / runs['fork']['worker_uss']:.2f}")
-    print("bound = 1.5 x one worker's RSS + the cache.  With two workers sharing everything but their USS, the run "
-          "(parent + workers) meets it when parent USS + worker USS < 0.5 x worker RSS + cache: the bound "
-          "holds only while a fold's private memory is small beside what it shares (runtime + cache)")
+    print("the run's peak, made of: pages shared by its processes (counted once) + the parent's own + each "
+          "worker's own (USS: what nothing else maps)")
+    for name, r in runs.items():
+        shared, parent, workers = r["at_peak"]
+        print(f"  {name:6} {shared / MB:6.0f} MB shared + parent {parent / MB:4.0f} MB + workers "
+              f"{' + '.join(f'{w / MB:.0f}' for w in workers)} MB")
+    print("bound = 1.5 x one worker's RSS + the cache.  A worker's RSS is the shared pages it maps plus its own; "
+          "two folds in flight hold two folds' own working memory (activations, gradients, optimiser state, "
+          "the Python objects they write to), which no worker model can share, and the bound leaves room for half "
+          "of one: it holds only while a fold's own memory is small beside the runtime and cache it shares.")
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -6,7 +6,7 @@ caches, feature arrays and the results folder (tables and figures).  Four kinds 
 * `stage`    `cascade run stage=imdb target=fgnet` (image caches, an intermediate stage with
              per-epoch checkpoints, a mode-a target with shared features, a fine-tuned target,
              the report);
-* `lopo`     `cascade protocol lopo --jobs 2` (folds in two loky worker processes);
+* `lopo`     `cascade protocol lopo --jobs 2` (folds in two worker processes, forked from the run);
 * `features` `cascade features imdb` (trains the stage, then the resumable feature extraction);
 * `report`   `cascade report RUN` on a finished store (tables and figures only).
 
@@ -192,7 +192,7 @@ def _kill_at(argv: list[str], delay: float, log: Path, watch: Path | None = None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     end = time.monotonic() + 30
-    while time.monotonic() < end:             # loky workers go with the group
+    while time.monotonic() < end:             # the fold workers go with the group
         try:
             os.killpg(proc.pid, 0)
         except ProcessLookupError:

@@ -222,8 +222,8 @@ def test_a_failing_fold_is_reported_while_the_others_finish(home, monkeypatch, c
     assert (folds / "002.csv").exists() and (folds.parent / MARKER).exists()
 
 
-def test_dask_backend_gives_the_folds_of_loky(home, tmp_path):
-    """The same LOPO folds on a dask.distributed LocalCluster (127.0.0.1) and on loky."""
+def test_dask_backend_gives_the_folds_of_local_workers(home, tmp_path):
+    """The same LOPO folds on a dask.distributed LocalCluster (127.0.0.1) and on local workers."""
     import pandas as pd
     distributed = pytest.importorskip("distributed")
 
@@ -238,8 +238,8 @@ def test_dask_backend_gives_the_folds_of_loky(home, tmp_path):
                                   dashboard_address=None, processes=True) as cluster:
         assert main(["protocol", "lopo", *FAST, f"home={other}", f"run.results_dir={other}/results",
                      "--quiet", *extra, "--backend", "dask", "--scheduler", cluster.scheduler_address]) == 0
-    loky, dask = (pd.read_csv(h / "stages" / key / "predictions.csv") for h in (home, other))
-    pd.testing.assert_frame_equal(loky, dask)
+    local, dask = (pd.read_csv(h / "stages" / key / "predictions.csv") for h in (home, other))
+    pd.testing.assert_frame_equal(local, dask)
 
 
 def test_report_rebuilds_tables_and_figures_of_a_finished_run(home, capsys):

@@ -32,7 +32,7 @@ from cascade.report.tables import cleaning_line, data_line
 from cascade.stages import FoldsFailed
 from cascade.stages import plan as P
 from cascade.stages.execute import Runner, _device, fold_seed, model_source
-from cascade.stages.workers import run_folds
+from cascade.stages.workers import run_folds, threads_per_job
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
 REGRESS_VERSION = 1
@@ -120,7 +120,7 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
     ages = index["age_lo"].to_numpy(float)
     subjects = index["subject"].astype(str).to_numpy()
     n_jobs = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(folds)))
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    threads = threads_per_job(cfg, n_jobs)
     with d.lock():
         if not d.usable("regression"):
             d.sweep()
