@@ -160,7 +160,7 @@ def test_missing_fold_refitted_and_failed_fold_reported(home, capsys, monkeypatc
     assert calls.count(".005.work") == 2                              # retried once
     stored = sorted(p.name for p in (home / "regress").glob("*/folds/*.csv"))
     assert len(stored) == 81 and "005.csv" not in stored              # the other folds finished
-    assert "injected failure" in next((home / "regress").glob("*/errors.txt")).read_text()
+    assert "injected failure" in next((home / "regress").glob("*/log.txt")).read_text()
 
     calls.clear()
     monkeypatch.setattr(engines, "fit_predict", lambda *a: calls.append(a[5].name) or real(*a))

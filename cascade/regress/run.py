@@ -29,10 +29,10 @@ from cascade.protocols import load_protocol
 from cascade.regress import engines
 from cascade.regress.features import Features, Mode, extract
 from cascade.report.tables import cleaning_line, data_line
-from cascade.stages import FoldsFailed
+from cascade.stages import read_folds
 from cascade.stages import plan as P
 from cascade.stages.execute import Runner, _device, fold_seed, model_source
-from cascade.stages.workers import run_folds, threads_per_job
+from cascade.stages.workers import run_fold_stage, threads_per_job
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
 REGRESS_VERSION = 1
@@ -130,19 +130,12 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
                                 str(d.path / "folds" / f"{name}.csv"), engine, fold_seed(cfg["seed"], name), threads)
                     for name, train, test in folds
                     if not all((d.path / "folds" / f"{name}.{ext}").exists() for ext in ("csv", "json"))]
-            errors = run_folds(todo, cfg, progress, desc)
-            if errors:
-                log = "\n\n".join(f"fold {k}:\n{v}" for k, v in sorted(errors.items()))
-                atomic_write_text(d.file("errors.txt"), log)
-                raise FoldsFailed(f"{desc}: {len(errors)} fold(s) failed ({', '.join(sorted(errors)[:10])}); "
-                                  f"see {d.file('errors.txt')}. Finished folds are kept; rerun to retry the rest.")
-            pred = pd.concat([pd.read_csv(d.path / "folds" / f"{name}.csv", dtype={"subject": str, "fold": str})
-                              for name, _, _ in folds]).sort_values("row").reset_index(drop=True)
+            run_fold_stage(todo, cfg, progress, desc, d.file("log.txt"))
+            pred = read_folds(d.path / "folds" / f"{name}.csv" for name, _, _ in folds)
             atomic_write_text(d.file("predictions.csv"), pred.to_csv(index=False))
             models = {name: json.loads((d.path / "folds" / f"{name}.json").read_text())
                       for name, _, _ in folds}
             atomic_write_json(d.file("models.json"), models)
-            d.file("errors.txt").unlink(missing_ok=True)
             d.mark_complete(["predictions.csv", "models.json", "config.json",       # and every fold's
                              *(f"folds/{name}.{ext}" for name, _, _ in folds for ext in ("csv", "json"))])
     return (pd.read_csv(d.file("predictions.csv"), dtype={"subject": str, "fold": str}),

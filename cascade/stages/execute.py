@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +22,11 @@ from cascade.models.backbones import Preprocessing
 from cascade.models import weights as W
 from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
-from cascade.stages import FoldsFailed
+from cascade.stages import log_to, read_folds
 from cascade.stages.plan import Node, Plan
-from cascade.stages.workers import run_folds, threads_per_job
+from cascade.stages.workers import run_fold_stage, threads_per_job
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
 from cascade.train.trainer import Split, embed, fit, predict_proba
-
-
-def _log_to(path: Path):
-    def log(msg: str) -> None:
-        with open(path, "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-    return log
 
 
 def _device(cfg: dict) -> str:
@@ -126,7 +118,7 @@ class Runner:
                 return
             d.sweep()
             atomic_write_json(d.file("config.json"), node.info)
-            log = _log_to(d.file("log.txt"))
+            log = log_to(d.file("log.txt"))
             cache = self.cache(node.stage)
             table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
@@ -164,16 +156,8 @@ class Runner:
                                         table.frame["subject"].to_numpy(), labels, node.params,
                                         self.cfg, model_source(self.plan, node.parent), features,
                                         table.frame["age"].to_numpy(float)))
-            errors = run_folds(jobs, self.cfg, self.progress, node.label)
-            if errors:
-                for name, err in errors.items():
-                    _log_to(d.file("log.txt"))(f"fold {name} failed: {err}")
-                raise FoldsFailed(f"{node.label}: {len(errors)} fold(s) failed "
-                                  f"({', '.join(sorted(errors)[:10])}); see {d.file('log.txt')}. "
-                                  f"Finished folds are kept; rerun to retry the rest.")
-            preds = pd.concat([pd.read_csv(f, dtype={"subject": str, "fold": str})
-                               for f in sorted((d.path / "folds").glob("*.csv"))])
-            preds = preds.sort_values("row").reset_index(drop=True).copy()   # one block: cheap insert
+            run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"))
+            preds = read_folds(sorted((d.path / "folds").glob("*.csv"))).copy()   # one block: cheap insert
             preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
             atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
             atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))

@@ -25,8 +25,11 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import repeat
+from pathlib import Path
 
 import torch
+
+from cascade.stages import FoldsFailed, log_to
 
 _LIBC = ctypes.CDLL(None)
 
@@ -130,6 +133,17 @@ def run_folds(jobs: list, cfg: dict, progress: bool, desc: str) -> dict[str, str
                                "out of memory? Finished folds are kept: rerun to go on.") from exc
     bar.close()
     return errors
+
+
+def run_fold_stage(jobs: list, cfg: dict, progress: bool, desc: str, log: Path) -> None:
+    """Run a stage's missing folds; if any failed twice, append their tracebacks to the stage's
+    `log` and raise FoldsFailed naming them, after every other fold has finished and been kept."""
+    errors = run_folds(jobs, cfg, progress, desc)
+    if errors:
+        for name, err in sorted(errors.items()):
+            log_to(log)(f"fold {name} failed: {err}")
+        raise FoldsFailed(f"{desc}: {len(errors)} fold(s) failed ({', '.join(sorted(errors)[:10])}); see {log}. "
+                          "Finished folds are kept; rerun to retry the rest.")
 
 
 def _ended(stack: contextlib.ExitStack, jobs: list, cfg: dict, n: int):
