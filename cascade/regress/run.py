@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from cascade.report.tables import cleaning_line, data_line
 from cascade.stages import read_folds
 from cascade.stages import plan as P
 from cascade.stages.execute import Runner, _device, fold_seed, model_source
-from cascade.stages.workers import run_fold_stage, threads_per_job
+from cascade.stages.workers import parallel_folds, run_fold_stage, threads_per_job
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
 REGRESS_VERSION = 1
@@ -119,8 +118,7 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
     d = StageDir(C.cascade_home(cfg) / "regress", key)
     ages = index["age_lo"].to_numpy(float)
     subjects = index["subject"].astype(str).to_numpy()
-    n_jobs = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(folds)))
-    threads = threads_per_job(cfg, n_jobs)
+    threads = threads_per_job(cfg, parallel_folds(cfg, len(folds)))
     with d.lock():
         if not d.usable("regression"):
             d.sweep()

@@ -40,6 +40,11 @@ def threads_per_job(cfg: dict, jobs: int) -> int:
     return cfg["train"]["threads"] or max(1, (os.cpu_count() or 1) // max(jobs, 1))
 
 
+def parallel_folds(cfg: dict, n_folds: int) -> int:
+    """How many folds run at once: `jobs` (0 = one per core), never more than there are folds."""
+    return max(1, min(cfg["jobs"] or os.cpu_count() or 1, n_folds))
+
+
 def fork_is_safe(cfg: dict, jobs: int) -> bool:
     """True when workers forked from this process cannot hang or break (see the module doc)."""
     return (sys.platform.startswith("linux") and threads_per_job(cfg, jobs) == 1
@@ -119,7 +124,7 @@ def run_folds(jobs: list, cfg: dict, progress: bool, desc: str) -> dict[str, str
     a fine-tuning fold (FoldJob) or a regressor fold (cascade.regress.run)."""
     from tqdm import tqdm
 
-    n = max(1, min(cfg["jobs"] or os.cpu_count() or 1, len(jobs)))
+    n = parallel_folds(cfg, len(jobs))
     bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
     errors = {}
     with contextlib.ExitStack() as stack:
