@@ -2,11 +2,11 @@
 default, and with one thread) vs `--jobs 2`, and for mode a the per-fold recomputation of the
 frozen body's features vs. the shared feature cache.
 
-The issue's target (`--jobs 1` / `--jobs 2` >= 1.7 on 2 cores) is read as the scaling of folds
-across processes: one fold process on one core vs. two on two cores (each with cores / jobs = 1
-torch thread).  Against one process that already runs both cores as torch threads the ratio is
-bounded by how poorly a step parallelises inside itself (about 1.5x for the demo model on 2
-threads), so that line is printed beside it, not judged.
+The target (`--jobs 1` / `--jobs 2` >= 1.7 on 2 cores) is judged against what a user would
+otherwise run: the default `--jobs 1`, one fold at a time with all cores as torch threads.  The
+scaling of folds across processes (one single-threaded fold process vs two) is printed after it,
+labelled, not judged: small models parallelise poorly inside one step, so the default
+comparison stays well below 2 however well the folds scale.
 
     python benchmarks/lopo_scaling.py [--epochs 2] [key=value ...]
 
@@ -60,10 +60,11 @@ def main() -> None:
         print(f"  {name:40s} {t:8.1f} s")
     t = dict(rows)
     two = t["full fine-tuning, --jobs 2"]
-    print(f"jobs scaling (jobs 1, {os.cpu_count()} threads / jobs 2):  {t['full fine-tuning, --jobs 1'] / two:.2f}x")
-    scaling = t['full fine-tuning, --jobs 1 x 1 thread'] / two
-    print(f"jobs scaling (jobs 1, 1 thread / jobs 2):   {scaling:.2f}x  "
-          f"(target >= 1.7: {'met' if scaling >= 1.7 else 'NOT met'})")
+    default = t["full fine-tuning, --jobs 1"] / two
+    print(f"jobs scaling vs the default --jobs 1 ({os.cpu_count()} threads) / jobs 2:  {default:.2f}x  "
+          f"(target >= 1.7: {'met' if default >= 1.7 else 'NOT met'})")
+    print(f"fold-process scaling (jobs 1 x 1 thread / jobs 2, not a user's alternative):  "
+          f"{t['full fine-tuning, --jobs 1 x 1 thread'] / two:.2f}x")
     print(f"mode a speed-up (per fold / shared cache):  {t['mode a, features per fold'] / t['mode a, shared feature cache']:.2f}x")
 
 

@@ -9,6 +9,7 @@
     cascade report RUN [RUN ...]
     cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
     cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR]
+    cascade compare RUN RUN [RUN ...] [--out DIR]   (runs side by side, paired tests, Friedman + CD)
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
     cascade regress STAGE [STAGE ...] [engine=autosklearn|ridge|svr|gbr|rf protocol=lopo
@@ -104,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=Path("results"), help="where results/<ensemble-id>/ goes")
     e.add_argument("--stack", action="store_true",
                    help="also a stacked MLP meta-model trained on the members' validation predictions")
+    cmp = sub.add_parser("compare", help="finished runs side by side on the same test images: paired tests "
+                                         "against the first, Friedman + critical-difference figure for three or more")
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`")
+    cmp.add_argument("--out", type=Path, default=Path("results"), help="where results/compare-<id>/ goes")
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
     t.add_argument("settings", nargs="*", metavar="key=value")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -140,14 +145,18 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     if list_keys:
         print("\n".join(C.list_keys(cfg)))
         return 0
-    plan = P.build(cfg)
+    plans = [P.build(c) for c in C.per_seed(cfg)]
     print(f"plan ({C.cascade_home(cfg)}):")
-    for node in plan.nodes:
-        print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
+    for plan in plans:
+        if len(plans) > 1:
+            print(f" seed {plan.cfg['seed']}:")
+        for node in plan.nodes:
+            print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
     if dry_run:
         return 0
-    Runner(plan, progress=not quiet).run()
-    md, folder = write_run(plan, Path(cfg["run"]["results_dir"]), settings)
+    for plan in plans:
+        Runner(plan, progress=not quiet).run()
+    md, folder = write_run(plans, Path(cfg["run"]["results_dir"]), settings)
     print()
     print(md)
     print(f"written to {folder}/")
@@ -201,7 +210,7 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
 def cmd_features(words: list[str], quiet: bool) -> int:
     from cascade.regress.features import Mode, extract
     from cascade.regress.run import stage_extractor
-    from cascade.stages.execute import _device
+    from cascade.runtime import device
 
     stages, settings = _stages_and_settings(words)
     if len(stages) != 1:
@@ -210,7 +219,7 @@ def cmd_features(words: list[str], quiet: bool) -> int:
     _, node, model, cache = stage_extractor(cfg, stages[0], not quiet)
     f = cfg["features"]
     feats = extract(model, cache, Mode(f["layer"], f["pooling"]), node.key, node.label, C.cascade_home(cfg),
-                    _device(cfg), f["batch_size"], f["max_gb"], not quiet)
+                    device(cfg), f["batch_size"], f["max_gb"], not quiet)
     print(f"{node.label} [{f['layer']}:{f['pooling']}]: features {tuple(feats.array.shape)} of "
           f"{feats.meta['dataset']} at {feats.path}/features.npy (rows in index.csv)")
     return 0
@@ -261,14 +270,18 @@ def cmd_report(runs: list[str]) -> int:
             ensemble(ens["runs"], folder.parent, ens.get("stacked", False))
             print(f"{run}: rebuilt")
             continue
+        if ens.get("command") == "compare":
+            from cascade.report.across_runs import compare_runs
+            compare_runs(ens["runs"], folder.parent)
+            print(f"{run}: rebuilt")
+            continue
         settings = json.loads(meta.read_text())["settings"]
-        cfg = C.load(settings)
-        plan = P.build(cfg)
-        missing = [n.label for n in plan.targets if P.status(plan, n) != "cached"]
+        plans = [P.build(c) for c in C.per_seed(C.load(settings))]
+        missing = [n.label for plan in plans for n in plan.targets if P.status(plan, n) != "cached"]
         if missing:
-            raise FileNotFoundError(f"{run}: stages not finished in {plan.home}: {', '.join(missing)}; "
+            raise FileNotFoundError(f"{run}: stages not finished in {plans[0].home}: {', '.join(missing)}; "
                                     f"run `cascade run {' '.join(settings)}` first")
-        _, out = write_run(plan, folder.parent, settings)
+        _, out = write_run(plans, folder.parent, settings)
         print(f"{run}: tables and figures written to {out}/")
     return 0
 
@@ -338,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ensemble":
             from cascade.report.ensemble import ensemble
             md, folder = ensemble(args.runs, args.out, args.stack)
+            print(md)
+            print(f"written to {folder}/")
+            return 0
+        if args.command == "compare":
+            from cascade.report.across_runs import compare_runs
+            md, folder = compare_runs(args.runs, args.out)
             print(md)
             print(f"written to {folder}/")
             return 0

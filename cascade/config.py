@@ -27,6 +27,22 @@ NULLABLE_TYPES: dict[str, type] = {
     "train.freeze_epochs": int, "train.trainable_layers": int, "train.unfreeze": str,
 }
 
+#: Item types of list leaves whose default is empty.
+LIST_ITEM_TYPES: dict[str, type] = {"seeds": int}
+
+#: Null-default leaves of every stage table (`stages.<name>.<leaf>`, and a backbone's
+#: `backbones.<b>.stages.<name>.<leaf>`): null = the thesis rule decides.
+STAGE_NULLABLE_TYPES: dict[str, type] = {"mode": str}
+
+
+def _nullable_type(key: str) -> type | None:
+    """The declared type of a leaf whose default is null (None: not a nullable leaf)."""
+    parts = key.split(".")
+    if (len(parts) == 3 and parts[0] == "stages") or (len(parts) == 5 and parts[0] == "backbones"):
+        return STAGE_NULLABLE_TYPES.get(parts[-1]) or NULLABLE_TYPES.get(key)
+    return NULLABLE_TYPES.get(key)
+
+
 #: Training losses (cascade.train.losses) and the options each one reads.
 LOSSES = ("ce", "dldl", "mean_variance")
 LOSS_OPTIONS = {"ce": (), "dldl": ("sigma",), "mean_variance": ("lambda_mean", "lambda_var")}
@@ -68,6 +84,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "stage": stage_names,
         "backbone": tuple(BACKBONES) + ("timm:<model name>",),
         "train.mode": ("head", "full"),
+        **{f"stages.{s}.mode": ("head", "full") for s in stage_names},
         "train.select": SELECT,
         "train.amp": ("auto", "on", "off"),
         "train.optimizer": ("adam", "adamw"),
@@ -99,8 +116,9 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
 # ----------------------------------------------------------------------------- overrides
 def parse_value(text: str, like: Any, key: str) -> Any:
     """Parse `text` into the type of the default `like` (or the declared type of a null leaf)."""
-    target = NULLABLE_TYPES.get(key, type(like)) if like is None else type(like)
-    if (like is None or key in NULLABLE_TYPES) and text.lower() in ("null", "none", ""):
+    declared = _nullable_type(key)
+    target = (declared or type(like)) if like is None else type(like)
+    if (like is None or declared) and text.lower() in ("null", "none", ""):
         return None                    # a nullable leaf set by an earlier word can be unset again
     try:
         if target is bool:
@@ -113,7 +131,7 @@ def parse_value(text: str, like: Any, key: str) -> Any:
         if target is float:
             return float(text)
         if target is list:
-            item = type(like[0]) if like else str
+            item = LIST_ITEM_TYPES.get(key) or (type(like[0]) if like else str)
             return [item(t.strip()) for t in text.split(",") if t.strip()]
         if target is str:
             return text
@@ -223,7 +241,9 @@ def validate(cfg: dict) -> None:
     for name in cfg["cam"]["backbones"]:
         if name not in ch["backbone"] and not (name.startswith("timm:") and len(name) > 5):
             raise ConfigError(f"cam.backbones: {name!r} is not a backbone; valid: {', '.join(ch['backbone'])}")
-    for key, low in (("seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
+    if len(set(cfg["seeds"])) != len(cfg["seeds"]) or any(s < 0 for s in cfg["seeds"]):
+        raise ConfigError(f"seeds={','.join(map(str, cfg['seeds']))}: expected distinct seeds >= 0 (e.g. 0,1,2)")
+    for key, low in (("seed", 0), ("split_seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
                      ("analyse.hard", 1), ("regress.folds", 0), ("regress.time_left", 0), ("regress.per_run_time", 0),
                      ("regress.memory_mb", 0)):
         if _get(cfg, key) < low:
@@ -302,6 +322,19 @@ def load(overrides: list[str] | None = None) -> dict:
     return apply_overrides(defaults(), expand(overrides or []))
 
 
+def per_seed(cfg: dict) -> list[dict]:
+    """One configuration per seed of `seeds` (each its own stage keys: the seed is hashed), or
+    the configuration itself when `seeds` is empty."""
+    if not cfg["seeds"]:
+        return [cfg]
+    out = []
+    for seed in cfg["seeds"]:
+        one = copy.deepcopy(cfg)
+        one["seed"] = seed
+        out.append(one)
+    return out
+
+
 def list_keys(cfg: dict) -> list[str]:
     return [f"{k}={_get(cfg, k)!r}" for k in _leaves(cfg)]
 
@@ -312,11 +345,21 @@ def backbone_settings(cfg: dict) -> dict:
     return cfg["backbones"]["timm" if name.startswith("timm:") else name]
 
 
-def stage_mode(cfg: dict, is_target: bool, parent_is_root: bool) -> str:
-    """Thesis rule: a target trained straight from the pretrained model is mode a (head only);
-    every other stage fine-tunes the full network (modes b, c).  `train.mode=` overrides it."""
+def stage_mode(cfg: dict, is_target: bool, parent_is_root: bool, stage: str | None = None) -> str:
+    """Which parameters a stage trains: `head` (the body frozen, thesis mode a) or `full`.
+
+    `train.mode=` is the global override; else the stage's own `stages.<name>.mode` (or its
+    backbone's `backbones.<b>.stages.<name>.mode`), so "fine-tune the body on UTKFace, then train
+    only the head on each FG-NET fold" is `stages.fgnet.mode=head` and leaves the UTKFace stage —
+    and its key — as it was; else the thesis rule: a target trained straight from the pretrained
+    model is mode a (head only), every other stage fine-tunes the full network (modes b, c)."""
     if cfg["train"]["mode"]:
         return cfg["train"]["mode"]
+    if stage is not None:
+        own = (backbone_settings(cfg).get("stages") or {}).get(stage) or {}
+        declared = own.get("mode") or cfg["stages"][stage].get("mode")
+        if declared:
+            return declared
     return "head" if is_target and parent_is_root else "full"
 
 

@@ -108,19 +108,33 @@ def stratified_split(y: np.ndarray, groups: np.ndarray, frac: float, seed: int,
     subject-exclusive whenever identities are known (a subject with several images), via
     StratifiedGroupKFold; classes with a single image stay in the rest (they cannot be
     stratified); with more classes than held-out rows, classes neighbouring in age share a
-    stratum (classes are ordered by age)."""
+    stratum (classes are ordered by age).
+
+    Degenerate inputs real folds produce: a share that rounds below one row still holds out one
+    (all classes one stratum); fewer subjects than 1/frac folds uses as many folds as there are
+    subjects; nothing left to split (one subject, or under two stratifiable rows) holds out
+    nothing — the caller decides what an empty share means (see `validation_split`)."""
     strata = np.unique(y)
     k = min(len(strata), int(np.floor(frac * len(y))), len(y) - int(np.ceil(frac * len(y))))
+    if k == 0 and frac * len(y) > 0:
+        k = 1                          # the share rounds below one row: one row, any class
     if 0 < k < len(strata):
         y = np.searchsorted(strata, y) * k // len(strata)
     values, counts = np.unique(y, return_counts=True)
     rare = np.isin(y, values[counts < 2])
     rows = np.flatnonzero(~rare)
     x = np.zeros(len(rows))
+    nothing = (np.arange(len(y)), np.zeros(0, dtype=int))
     if by_subject and len(np.unique(groups)) < len(groups):
-        splitter = StratifiedGroupKFold(n_splits=max(2, round(1 / frac)), shuffle=True, random_state=seed)
+        n_groups = len(np.unique(groups[rows]))
+        if n_groups < 2:
+            return nothing
+        splitter = StratifiedGroupKFold(n_splits=min(max(2, round(1 / frac)), n_groups), shuffle=True,
+                                        random_state=seed)
         train, test = next(splitter.split(x, y[rows], groups[rows]))
     else:
+        if len(rows) < 2:
+            return nothing
         train, test = next(StratifiedShuffleSplit(n_splits=1, test_size=frac, random_state=seed).split(x, y[rows]))
     return np.sort(np.concatenate([rows[train], np.flatnonzero(rare)])), np.sort(rows[test])
 
@@ -163,12 +177,19 @@ def validation_split(subjects: np.ndarray, fraction: float, seed: int, by_subjec
     stratified by `labels` when given (the stratified protocols' validation share).
 
     Why subject-exclusive inside target folds: a validation image of a training subject would
-    reward memorising identities, the very leak the protocol exists to prevent.
+    reward memorising identities, the very leak the protocol exists to prevent.  So a fold whose
+    training rows hold a single subject (or a stage of a single image) gets no validation rows
+    rather than a leaky share; the trainer then keeps the last epoch and says so in the history.
+    A share that rounds below one row still takes one (scikit-learn rounds the test share up).
     """
+    subjects = np.asarray(subjects)
     if labels is not None:
-        return stratified_split(labels, np.asarray(subjects).astype(str), fraction, seed, by_subject)
+        return stratified_split(labels, subjects.astype(str), fraction, seed, by_subject)
     x = np.zeros(len(subjects))
-    if by_subject and len(np.unique(subjects)) > 1:
+    distinct = len(np.unique(subjects))
+    if len(subjects) < 2 or (by_subject and distinct < 2):
+        return np.arange(len(subjects)), np.zeros(0, dtype=int)
+    if by_subject:
         split = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         train, val = next(split.split(x, groups=subjects))
     else:

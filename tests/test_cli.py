@@ -8,7 +8,7 @@ from cascade.cli import main
 
 from conftest import REFERENCE
 
-COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble", "plan",
+COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble", "compare", "plan",
             "explain", "analyse"]
 
 
@@ -45,6 +45,7 @@ def test_weights_import_then_run_uses_the_recorded_preprocessing(tmp_path, capsy
     from cascade.stages import plan as P
     from cascade.stages.execute import model_source
     from cascade.data.datasets import LabelSpace
+    from cascade.models import weights as W
     from cascade.store import file_sha256
 
     body = build_backbone("demo").body
@@ -65,7 +66,8 @@ def test_weights_import_then_run_uses_the_recorded_preprocessing(tmp_path, capsy
     cfg = C.load([f"home={home}", "weights=mydemo", "stage=", "target=fgnet", "data.synth.scale=0.05"])
     plan = P.build(cfg)
     assert plan.nodes[0].info["preprocessing"]["channels"] == "BGR"
-    assert plan.nodes[0].info["weights"] == "sha256:" + file_sha256(home / "weights" / "mydemo.safetensors")
+    assert plan.nodes[0].info["weights"] == W.identity(home / "weights" / "mydemo.safetensors")
+    assert plan.nodes[0].info["weights"].startswith("tensors-sha256:")
     model = model_source(plan, plan.nodes[0]).build(LabelSpace((0, 1), (0, 1)), 0)
     assert model.preprocessing.channels == "BGR" and model.preprocessing.mean[0] == 91.4953
     for k, v in body.state_dict().items():

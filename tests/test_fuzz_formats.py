@@ -12,9 +12,7 @@ import string
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

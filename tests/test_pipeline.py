@@ -1,7 +1,6 @@
 """End to end on the synthetic suite: plan keys, skip of complete stages, shared prefixes,
 kill -9 and resume, and the table."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -257,7 +257,7 @@ def test_literature_thesis_rows_and_errors():
     assert (best["MAE"], best["MedianAE (folds)"], best["Lower Q"], best["Upper Q"]) == \
         (2.68, 2.24, 1.58, 3.35)                                        # thesis Table 4
     ad = literature.rows("adience", include_thesis=True).iloc[-1]
-    assert ad["Accuracy"] == "61.41 ± 4.37" and ad["1-off"] == "87.80 ± 2.22"
+    assert (ad["Accuracy"], ad["Accuracy sd (folds)"], ad["1-off"], ad["1-off sd (folds)"]) == (61.41, 4.37, 87.80, 2.22)
     with pytest.raises(ValueError, match="no literature baselines"):
         literature.rows("morph")
 

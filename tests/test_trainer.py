@@ -92,8 +92,8 @@ def test_augmentation_keeps_shape_and_is_seeded():
 
 def test_select_keeps_the_named_epoch(tmp_path):
     """`select=best_mae` leaves the weights of the epoch with the lowest validation MAE (their
-    predictions reproduce that MAE); `last` keeps the final epoch; best_* without a validation
-    split is refused."""
+    predictions reproduce that MAE); `last` keeps the final epoch; best_* without validation
+    rows keeps the last epoch and says so."""
     split, values = _data(), np.arange(4.0)
     y = split.targets[split.val]
     params = {**PARAMS, "epochs": 5, "lr": 3e-2}
@@ -110,9 +110,13 @@ def test_select_keeps_the_named_epoch(tmp_path):
     final = np.abs(predict_proba(last, split.images, split.val, "cpu") @ values - y).mean()
     assert np.isclose(final, h["history"][-1]["val_mae"], atol=1e-5)
 
+    # no validation rows (a fold with one training subject): the last epoch is kept, and said
     no_val = Split(split.images, split.targets, split.train, split.val[:0])
-    with pytest.raises(ValueError, match="validation split"):
-        fit(_model(), no_val, {**params, "select": "best_loss"}, AUG, values, tmp_path / "f.pt", seed=2)
+    said = []
+    h = fit(_model(), no_val, {**params, "select": "best_loss", "early_stop": 1}, AUG, values, tmp_path / "f.pt",
+            seed=2, log=said.append)
+    assert h["select"] == "last (no validation rows)" and h["kept_epoch"] == 5
+    assert any("keeping the last epoch" in m for m in said)
 
 
 @pytest.mark.parametrize("loss,options", [("dldl", {"sigma": 0.5}), ("mean_variance", {})])

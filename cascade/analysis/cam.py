@@ -186,7 +186,8 @@ def _models(plan, cache) -> list[tuple[str, AgeModel, str, np.ndarray, str]]:
 def _backbone(cfg: dict, paths: list[str] | None, progress: bool) -> dict:
     """One backbone's part of `explain`: train its cascade's intermediate stages if missing, take
     the images (`paths`, or pick them), find their landmarks, and map them with each model."""
-    from cascade.stages.execute import Runner, _device
+    from cascade.runtime import device as run_device
+    from cascade.stages.execute import Runner
 
     plan = common.full_plan(cfg)
     runner = Runner(plan, progress=progress)
@@ -209,7 +210,7 @@ def _backbone(cfg: dict, paths: list[str] | None, progress: bool) -> dict:
                   **region_shares(uniform, mk), "spread": spread(uniform)} for d, mk in zip(described, masks)]
     grid, keys = {}, []
     for label, model, target, values, key in _models(plan, cache):
-        device = _device(cfg)
+        device = run_device(cfg)
         model.to(device)
         maps, _ = gradcam(model, model.preprocessing.apply(torch.from_numpy(images).to(device)), target, values)
         grid[label] = (images, maps)

@@ -24,7 +24,7 @@ DATASETS = {
     "utkface": ("utkface", {}),
 }
 
-SYNTH_VERSION = 2              # 2: the suite has a WIKI part (wiki/wiki.mat)
+SYNTH_VERSION = 3              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans
 
 
 def demo_suite(home: Path, scale: float, seed: int, progress: bool = True) -> Path:
@@ -77,7 +77,7 @@ def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -
         table.frame = table.frame[~outside].reset_index(drop=True)
     cap = cfg["data"]["max_images"]
     if cap and len(table) > cap:
-        rng = np.random.default_rng(cfg["seed"])
+        rng = np.random.default_rng(cfg["split_seed"])     # the data, like the test split, not the training seed
         keep = np.sort(rng.choice(len(table), cap, replace=False))
         table.report.drop(f"data.max_images={cap} subsample", len(table) - cap)
         table.frame = table.frame.iloc[keep].reset_index(drop=True)

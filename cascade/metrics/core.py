@@ -43,7 +43,8 @@ __all__ = [
     "accuracy", "off_by_k_accuracy", "one_off_accuracy", "class_mae", "confusion_matrix",
     "precision_recall_f1", "balanced_accuracy", "cohen_kappa",
     # comparisons
-    "wilcoxon_paired", "nemenyi_q_alpha", "critical_difference", "friedman_nemenyi",
+    "wilcoxon_paired", "paired_delta_ci", "mcnemar_exact", "paired_permutation_test", "holm",
+    "nemenyi_q_alpha", "critical_difference", "friedman_nemenyi",
     # summaries
     "regression_summary", "classification_summary",
 ]
@@ -314,6 +315,16 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     return m - h, m + h
 
 
+def _subject_sums(subjects, *values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-subject sums of each per-image array, and per-subject image counts: the clusters the
+    subject bootstraps resample (`subjects=None`: every image its own cluster)."""
+    n = values[0].size
+    codes = np.arange(n) if subjects is None else pd.factorize(_labels_1d(subjects, "subjects", n))[0]
+    n_sub = int(codes.max()) + 1
+    return ([np.bincount(codes, weights=v, minlength=n_sub) for v in values],
+            np.bincount(codes, minlength=n_sub).astype(float))
+
+
 def bootstrap_mae_ci(y_true, y_pred, subjects=None, *, confidence: float = 0.95,
                      n_resamples: int = 2000, seed: int = 0,
                      method: str = "percentile") -> tuple[float, float]:
@@ -335,13 +346,8 @@ def bootstrap_mae_ci(y_true, y_pred, subjects=None, *, confidence: float = 0.95,
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     err = absolute_errors(y_true, y_pred)
-    if subjects is None:
-        codes = np.arange(err.size)
-    else:
-        codes, _ = pd.factorize(_labels_1d(subjects, "subjects", err.size))
-    n_sub = int(codes.max()) + 1
-    sums = np.bincount(codes, weights=err, minlength=n_sub)
-    counts = np.bincount(codes, minlength=n_sub).astype(float)
+    (sums,), counts = _subject_sums(subjects, err)
+    n_sub = counts.size
     point = float(sums.sum() / counts.sum())
     if n_sub < 2:
         return math.nan, math.nan
@@ -562,6 +568,181 @@ def wilcoxon_paired(a, b, alternative: str = "two-sided") -> dict:
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), **out}
 
 
+def paired_delta_ci(err_a, err_b, subjects=None, confidence: float = 0.95,
+                    n_resamples: int = 2000, seed: int = 0,
+                    method: str = "percentile") -> tuple[float, float, float]:
+    """Paired difference of two pooled means, ``Δ = mean(err_b) − mean(err_a)``, with a
+    subject-level (cluster) bootstrap confidence interval.
+
+    What it is for: "configuration B improves on A" is a statement about the *difference* of
+    two numbers measured on the same test images, and two overlapping per-configuration CIs
+    (e.g. MAE [5.01, 6.60] vs [4.84, 6.33]) say nothing about it — the two MAEs are strongly
+    correlated, so the CI of their difference is much narrower than either.  This function
+    resamples *subjects* with replacement (images of one person are correlated, as in
+    :func:`bootstrap_mae_ci`) and recomputes *both* pooled means over the *same* drawn subjects,
+    so each resample's Δ keeps the pairing.
+
+    ``err_a`` / ``err_b`` are per-image values in the same image order: absolute errors (Δ =
+    MAE_b − MAE_a, negative = B better), 0/1 correctness (Δ = accuracy_b − accuracy_a, positive
+    = B better), or any per-image share such as correctness averaged over seeds.  Implemented
+    with ``scipy.stats.bootstrap(paired=True, vectorized=True)`` on per-subject (Σ a, Σ b, image
+    count) with the statistic ``(Σ sums_b − Σ sums_a) / Σ counts`` — exactly the difference of
+    the two pooled means over the drawn images.  ``method`` as in :func:`bootstrap_mae_ci`;
+    seeded (the same ``seed`` gives the same interval).
+
+    Returns ``(delta, low, high)``.  ``subjects=None`` resamples images.  Fewer than 2 subjects
+    → ``(delta, nan, nan)``; the same difference on every image (e.g. identical inputs, Δ = 0)
+    → ``(delta, delta, delta)``.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    a, b = _float_1d(err_a, "err_a"), _float_1d(err_b, "err_b")
+    if a.size != b.size:
+        raise ValueError(f"err_a and err_b differ in length: {a.size} vs {b.size} "
+                         "(not the same test images?)")
+    (sums_a, sums_b), counts = _subject_sums(subjects, a, b)
+    n_sub = counts.size
+    delta = float(np.mean(b) - np.mean(a))
+    if n_sub < 2:
+        return delta, math.nan, math.nan
+    d = b - a
+    if np.all(d == d[0]):
+        return delta, delta, delta
+
+    def diff(sa, sb, c, axis=-1):
+        return (sb.sum(axis=axis) - sa.sum(axis=axis)) / c.sum(axis=axis)
+
+    res = stats.bootstrap((sums_a, sums_b, counts), diff, paired=True, vectorized=True,
+                          n_resamples=int(n_resamples), confidence_level=confidence,
+                          method=method, rng=np.random.default_rng(seed),
+                          batch=min(int(n_resamples), max(1, 2_000_000 // n_sub)))
+    ci = res.confidence_interval
+    return delta, float(ci.low), float(ci.high)
+
+
+def _binary(x, name: str) -> np.ndarray:
+    """Per-image correctness as a bool array (bool, or numbers that are all 0 or 1)."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: cannot test on no images")
+    if a.dtype.kind == "b":
+        return a
+    v = _float_1d(a, name)
+    if not np.all((v == 0) | (v == 1)):
+        raise ValueError(f"{name} must be per-image correctness (0/1 or bool); for shares such as "
+                         "correctness averaged over seeds use paired_permutation_test")
+    return v == 1
+
+
+def mcnemar_exact(correct_a, correct_b) -> dict:
+    """Exact McNemar test of two classifiers' paired per-image correctness.
+
+    Why: on the same test images two configurations' accuracies are paired; only the
+    *discordant* images (one right, the other wrong) carry information about which is better.
+    Under H0 (equal accuracy) each discordant image is equally likely to favour either side, so
+    ``b`` (A right, B wrong) is Binomial(b + c, 1/2) — the exact (binomial) McNemar test, which
+    stays valid for few discordant pairs where the χ² version does not.  Computed with
+    ``statsmodels.stats.contingency_tables.mcnemar(table, exact=True)`` on the 2×2 table
+    ``[[both right, only A right], [only B right, both wrong]]``; the two-sided p-value equals
+    ``scipy.stats.binomtest(b, b + c, 0.5).pvalue``.
+
+    Returns ``statistic`` (statsmodels' ``min(b, c)``), ``b``, ``c``, ``n`` (images) and
+    ``pvalue`` (1.0 when there are no discordant images).
+    """
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    a, b = _binary(correct_a, "correct_a"), _binary(correct_b, "correct_b")
+    if a.size != b.size:
+        raise ValueError(f"correct_a and correct_b differ in length: {a.size} vs {b.size} "
+                         "(not the same test images?)")
+    n11, n10 = int(np.sum(a & b)), int(np.sum(a & ~b))
+    n01, n00 = int(np.sum(~a & b)), int(np.sum(~a & ~b))
+    res = mcnemar([[n11, n10], [n01, n00]], exact=True)
+    return {"statistic": float(res.statistic), "b": n10, "c": n01, "n": int(a.size),
+            "pvalue": float(min(1.0, res.pvalue))}
+
+
+def paired_permutation_test(values_a, values_b, n_resamples: int = 9999, seed: int = 0,
+                            alternative: str = "two-sided") -> dict:
+    """Paired sign-flip permutation test of ``mean(values_b − values_a)`` over images.
+
+    For a configuration trained with several seeds, each image's correctness averaged over the
+    seeds is a share in [0, 1] (e.g. 2/3), so McNemar's 2×2 table no longer applies.  Under H0
+    (no difference between the two configurations) each image's difference ``d_i = b_i − a_i``
+    is as likely to have either sign, so the null distribution of the mean difference is
+    obtained by flipping the signs of the ``d_i`` at random (``scipy.stats.permutation_test``
+    with ``permutation_type="samples"``, i.e. swapping a_i and b_i within each pair).  Chosen
+    over the Wilcoxon signed-rank test because it tests the very quantity the table reports
+    (Δ accuracy = mean difference), needs no rank-tie handling for the many equal shares
+    (0, 1/S, ..., 1), and for 0/1 correctness (one seed) it *is* the exact McNemar test: the
+    nonzero d_i are ±1 and their sum is then Binomial(b + c, 1/2) under H0.
+
+    Zero differences do not change under a sign flip, so they are dropped before the test
+    (the p-value is unchanged, and with ≤ log2(n_resamples) discordant images scipy enumerates
+    all sign patterns exactly).  Otherwise ``n_resamples`` random flips, seeded by ``seed``
+    (p-value ≥ 1 / (n_resamples + 1)).  ``alternative``: "two-sided", "less" (B lower) or
+    "greater" (B higher).
+
+    Returns ``statistic`` (mean difference b − a over *all* images), ``pvalue``, ``n`` (pairs),
+    ``n_nonzero`` and ``exact`` (True when all sign patterns were enumerated).  No nonzero
+    difference → statistic 0.0, pvalue 1.0.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if alternative not in ("two-sided", "less", "greater"):
+        raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}")
+    a, b = _float_1d(values_a, "values_a"), _float_1d(values_b, "values_b")
+    if a.size != b.size:
+        raise ValueError(f"values_a and values_b differ in length: {a.size} vs {b.size} "
+                         "(not the same test images?)")
+    d = b - a
+    nz = d != 0
+    out = {"statistic": float(np.mean(d)), "n": int(d.size), "n_nonzero": int(nz.sum())}
+    if out["n_nonzero"] == 0:
+        return {**out, "statistic": 0.0, "pvalue": 1.0, "exact": True}
+    x, y = a[nz], b[nz]
+
+    def mean_diff(x, y, axis=-1):
+        return np.mean(y - x, axis=axis)
+
+    exact = 2 ** min(x.size, 64) <= n_resamples
+    res = stats.permutation_test((x, y), mean_diff, permutation_type="samples", vectorized=True,
+                                 n_resamples=int(n_resamples), alternative=alternative,
+                                 rng=np.random.default_rng(seed),
+                                 batch=max(1, 2_000_000 // x.size))
+    return {**out, "pvalue": float(min(1.0, res.pvalue)), "exact": bool(exact)}
+
+
+def holm(pvalues) -> np.ndarray | pd.Series:
+    """Holm–Bonferroni adjusted p-values (step-down; controls the family-wise error rate).
+
+    Why: a comparison table tests several configuration pairs at once; with m tests at α = 0.05
+    one of them is "significant" by chance far more often than 5 % of the time.  Holm's method
+    keeps the family-wise error at α under any dependence between the tests and is uniformly
+    more powerful than Bonferroni.  Computed by
+    ``statsmodels.stats.multitest.multipletests(p, method="holm")``.  NaN entries (tests that
+    could not be run) stay NaN and are not counted in m.  Returns an array (a Series with the
+    same index for a Series input); compare the adjusted values with α directly.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    index = pvalues.index if isinstance(pvalues, pd.Series) else None
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues must be 1-D, got shape {p.shape}")
+    ok = ~np.isnan(p)
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError("pvalues must lie in [0, 1] (or be NaN)")
+    out = np.full(p.shape, np.nan)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return pd.Series(out, index=index, name=getattr(pvalues, "name", None)) if index is not None else out
+
+
 def nemenyi_q_alpha(k: int, alpha: float = 0.05) -> float:
     """Nemenyi critical value q_α for k methods: the studentized range quantile
     ``q(1−α; k, ∞) / √2`` (Demšar 2006, Table 5(a): k=3 → 2.343, k=4 → 2.569)."""
@@ -590,10 +771,12 @@ def friedman_nemenyi(scores, names: Sequence[str] | None = None, alpha: float = 
     accuracy; ties get average ranks).  The Friedman statistic and p-value come from
     ``scipy.stats.friedmanchisquare`` (tie-corrected χ²; NaN if every fold ties all
     configurations).  Nemenyi (Demšar 2006): two configurations differ when their mean ranks
-    differ by more than ``CD = q_α √(k(k+1)/(6N))``; the pairwise p-value is
-    ``P(Q_{k,∞} ≥ √2 · |R_i − R_j| / √(k(k+1)/(6N)))`` from ``scipy.stats.studentized_range``.
+    differ by more than ``CD = q_α √(k(k+1)/(6N))``; the pairwise p-value
+    ``P(Q_{k,∞} ≥ √2 · |R_i − R_j| / √(k(k+1)/(6N)))`` comes from
+    ``scikit_posthocs.posthoc_nemenyi_friedman`` (the same studentized-range formula, from a
+    maintained reference implementation), so ``p < α`` ⇔ ``|R_i − R_j| > CD``.
 
-    Returns ``names``, ``k``, ``n``, ``mean_ranks`` (Series), ``statistic``, ``pvalue``,
+    Returns ``names``, ``k``, ``n``, ``alpha``, ``mean_ranks`` (Series), ``statistic``, ``pvalue``,
     ``q_alpha``, ``cd``, ``pairwise_pvalues`` (k×k DataFrame, 1 on the diagonal) and
     ``significant`` (k×k bool DataFrame, ``|R_i − R_j| > CD``).
     """
@@ -629,13 +812,16 @@ def friedman_nemenyi(scores, names: Sequence[str] | None = None, alpha: float = 
     else:
         res = stats.friedmanchisquare(*m.T)
         stat, p = float(res.statistic), float(res.pvalue)
+    import scikit_posthocs as sp
+
     q = nemenyi_q_alpha(k, alpha)
-    se = math.sqrt(k * (k + 1) / (6.0 * n))
-    cd = q * se
+    cd = q * math.sqrt(k * (k + 1) / (6.0 * n))
     diff = np.abs(mean_ranks[:, None] - mean_ranks[None, :])
-    pw = stats.studentized_range.sf(diff / se * math.sqrt(2), k, np.inf)
+    # The rank matrix in (its own ranks are the same), so scikit-posthocs sees the same ranking
+    # whichever direction is better; it returns the p-values of the studentized range statistic.
+    pw = sp.posthoc_nemenyi_friedman(ranks).to_numpy(dtype=float)
     pw = np.where(diff == 0, 1.0, np.clip(pw, 0.0, 1.0))
-    return {"names": names, "k": k, "n": n,
+    return {"names": names, "k": k, "n": n, "alpha": alpha,
             "mean_ranks": pd.Series(mean_ranks, index=names, name="mean_rank"),
             "statistic": stat, "pvalue": p, "q_alpha": q, "cd": cd,
             "pairwise_pvalues": pd.DataFrame(pw, index=names, columns=names),

@@ -5,6 +5,7 @@
                                                       registered backbone's body
            $CASCADE_HOME/weights/<name>.json          sidecar: source path and sha256, format,
                                                       backbone, preprocessing, dropped keys, ...
+    Both are byte-identical for the same source file (path) in every home and process.
 
 Why a separate, explicit step: training only ever reads safetensors (cascade.models.weights);
 the pickled releases below are unpickled here and nowhere else, and the pickle reader admits
@@ -36,7 +37,6 @@ also names the source keys deliberately left out (recorded in the sidecar).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import importlib
 import json
@@ -361,6 +361,10 @@ def import_weights(file: Path, fmt: str, name: str, backbone: str | None, home: 
     backbone None: guessed from name / file name.  preprocessing: overrides the source's (needed
     for a `safetensors` source without a sidecar).  An existing `<name>` converted from a
     different source (sha256) is kept unless force=True; the same source is not converted again.
+
+    Deterministic: the same source file (same path) gives the same bytes in any home and any
+    process — the `.safetensors` carries no `__metadata__` (see below) and the sidecar no
+    timestamp.  Stage keys hash the tensors anyway (cascade.models.weights.identity).
     """
     if fmt not in IMPORTERS:
         raise ValueError(f"unknown weight format {fmt!r}; valid: {', '.join(IMPORTERS)}")
@@ -406,7 +410,14 @@ def import_weights(file: Path, fmt: str, name: str, backbone: str | None, home: 
 
     from safetensors.torch import load, save
 
-    data = save(tensors, metadata={"format": fmt, "backbone": backbone, "source_sha256": sha})
+    # No `__metadata__`: safetensors keeps it in a Rust hash map and writes its entries in an
+    # order that changes from process to process (even call to call: 3 entries, 50 calls of
+    # save() in one process gave 6 different files), so the same checkpoint imported twice gave
+    # different bytes.  Without metadata, save() is a function of the tensors alone: the header
+    # and data are laid out by (dtype alignment, name), whatever the dict's insertion order —
+    # tests/test_weight_identity.py checks both, across processes.  What the metadata held
+    # (format, backbone, source sha256) is in the sidecar.
+    data = save(tensors)
     written = load(data)                        # what training will read (load_body's rule) ...
     check_tensors(written, bb.body, f"{file} ({fmt} -> {backbone}, as written)")
     bb.body.load_state_dict(written, strict=True)           # ... must load, before anything is written
@@ -425,6 +436,5 @@ def import_weights(file: Path, fmt: str, name: str, backbone: str | None, home: 
         "filled": filled,
         "tensors": len(tensors),
         "sha256": file_sha256(target),
-        "imported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
+    })            # no timestamp: byte-identical for the same source path (the file's mtime tells when)
     return target

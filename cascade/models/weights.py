@@ -4,14 +4,17 @@
 Why only safetensors here: training never unpickles a third-party file.  Pickled releases
 (VGGFace2 `.pkl`, `*_dag.pth`, facenet `.pt`) are converted once by `cascade weights import`,
 which records the source's sha256 and preprocessing next to the converted file.
+
+A stage key records the root weights by `identity`: a hash of the tensors, not of the file.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from pathlib import Path
 
 from torch import nn
-
-from cascade.store import file_sha256
 
 SOURCES = {
     "vgg16_vggface2": "VGG-16 trained on VGGFace2 (e.g. the Caffe conversion `vgg16_vggface2.pkl`"
@@ -42,9 +45,61 @@ def resolve(spec: str, default: str, home: Path) -> Path | None:
     return path
 
 
+#: Prefix of `identity`.  Keys made under the old rule (`sha256:` of the file's bytes) never
+#: equal a new one: the root key, and every key after it, changes once, visibly.
+IDENTITY_PREFIX = "tensors-sha256:"
+
+
+def _unreadable(path: Path, exc: Exception) -> ValueError:
+    """The one error for a weights file that safetensors cannot read."""
+    return ValueError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc}); "
+                      f"weights are read from safetensors only — convert a .pth/.pkl/.ckpt once "
+                      f"with `cascade weights import`")
+
+
 def identity(path: Path | None) -> str:
-    """What a stage key records about its root weights."""
-    return "none" if path is None else f"sha256:{file_sha256(path)}"
+    """What a stage key records about its root weights: `none`, or `tensors-sha256:<hex>`, a
+    sha256 of the tensors alone — for each tensor in sorted-name order its name, safetensors
+    dtype (F32, BF16, ...), shape and raw little-endian bytes.
+
+    Why the tensors and not the file's bytes: two safetensors files holding the same tensors can
+    differ byte for byte (the header's `__metadata__` is a Rust hash map, written in a different
+    order by each process; tensor layout and header padding belong to the writer).  Keyed on the
+    file, `cascade weights import` of one checkpoint in two homes gave two root keys, and every
+    stage after the root was trained again for byte-identical predictions.  The `__metadata__`
+    and everything else in the header but names, dtypes and shapes is therefore left out; the
+    preprocessing recorded in the sidecar is keyed separately (plan.build's root_info).
+
+    Streams: one tensor is read (memory-mapped) and hashed at a time, so a 500 MB VGG file is
+    never held twice.  Memoised per process on the file's stat (inode, size, mtime, ctime)."""
+    if path is None:
+        return "none"
+    path = Path(path)
+    st = path.stat()                 # a missing file: FileNotFoundError, as before
+    return _tensor_identity(str(path.resolve()), st.st_dev, st.st_ino, st.st_size,
+                            st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _tensor_identity(path: str, *stat_key: int) -> str:
+    import torch
+    from safetensors import safe_open
+
+    h = hashlib.sha256(b"cascade tensor identity v1\n")
+    try:
+        with safe_open(path, framework="pt") as f:
+            for name in sorted(f.keys()):
+                sl = f.get_slice(name)
+                head = json.dumps([name, sl.get_dtype(), list(sl.get_shape())],
+                                  separators=(",", ":")).encode()
+                h.update(len(head).to_bytes(8, "little") + head)   # bytes' length follows from it
+                tensor = f.get_tensor(name)
+                # uint8 view: every dtype (bfloat16 too, which numpy lacks), 0-d tensors included
+                h.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
+                del tensor
+    except Exception as exc:      # safetensors parses no code; anything else is simply not weights
+        raise _unreadable(Path(path), exc) from exc
+    return IDENTITY_PREFIX + h.hexdigest()
 
 
 def load_body(body: nn.Module, path: Path) -> None:
@@ -55,9 +110,7 @@ def load_body(body: nn.Module, path: Path) -> None:
     try:
         tensors = load_file(path)
     except Exception as exc:      # safetensors parses no code; anything else is simply not weights
-        raise ValueError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc}); "
-                         f"weights are read from safetensors only — convert a .pth/.pkl/.ckpt once "
-                         f"with `cascade weights import`") from exc
+        raise _unreadable(path, exc) from exc
     own = body.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))

@@ -7,7 +7,7 @@ fold fits the engine on the other subjects' features and predicts the held-out s
 
 Each fold's predictions and the fitted model's description are written atomically the moment the
 fold ends (under `$CASCADE_HOME/regress/<key>/folds/`), so a rerun fits only missing folds; the
-folds run through the same runner as fine-tuning folds (joblib processes, or a dask cluster), a
+folds run through the same runner as fine-tuning folds (forked or loky processes, or a dask cluster), a
 failing fold is retried once and then reported while the others finish.
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ from cascade.regress.features import Features, Mode, extract
 from cascade.report.tables import cleaning_line, data_line
 from cascade.stages import read_folds
 from cascade.stages import plan as P
-from cascade.stages.execute import Runner, _device, fold_seed, model_source
+from cascade.runtime import device
+from cascade.stages.execute import Runner, fold_seed, model_source
 from cascade.stages.workers import parallel_folds, run_fold_stage, threads_per_job
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
@@ -70,7 +71,7 @@ def stage_extractor(cfg: dict, spec: str, progress: bool):
 # ----------------------------------------------------------------------------- folds
 @dataclasses.dataclass
 class RegressFold:
-    """One fold of one regression (picklable: runs in a joblib or dask worker)."""
+    """One fold of one regression (picklable: runs in a forked, loky or dask worker)."""
 
     name: str
     train: np.ndarray
@@ -109,7 +110,7 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
         raise ValueError(f"regress: the {feats.meta['dataset']} labels are age groups; regression "
                          f"needs exact ages (fgnet, agedb, utkface)")
     spec = protocol_of(cfg)
-    folds = protocol_folds(index, spec, cfg["seed"])
+    folds = protocol_folds(index, spec, cfg["split_seed"])
     if cfg["regress"]["folds"]:
         folds = folds[:cfg["regress"]["folds"]]
     key = stable_hash({"v": REGRESS_VERSION, "features": feats.path.name, "protocol": spec,
@@ -177,7 +178,7 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
         backbone_weights = plan.nodes[0].info["weights"]
         label = " → ".join(("pretrained",) + node.chain)
         for mode in modes_of(cfg):
-            feats = extract(model, cache, mode, node.key, label, C.cascade_home(cfg), _device(cfg),
+            feats = extract(model, cache, mode, node.key, label, C.cascade_home(cfg), device(cfg),
                             fcfg["batch_size"], fcfg["max_gb"], progress)
             name = f"{label} [{mode}]"
             pred, models = regress_features(cfg, feats, engine, progress, name)

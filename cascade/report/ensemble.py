@@ -7,14 +7,12 @@ that differ in any of them are refused with what differs, never silently aligned
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cascade import config as C
-from cascade.report.tables import data_line, row_metrics, target_predictions, write_tables
+from cascade.report.tables import data_line, finished_plans, row_metrics, target_predictions, write_tables
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
@@ -24,16 +22,7 @@ KEY = ["path", "fold"]
 def member(run: Path) -> tuple[str, pd.DataFrame, dict, P.Plan]:
     """The full cascade's predictions of a finished `cascade run` results folder (the plan's
     last target, whose stage folder also holds its validation predictions)."""
-    meta = Path(run) / "run.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{meta}: not a results folder of `cascade run`")
-    settings = json.loads(meta.read_text()).get("settings")
-    if settings is None:
-        raise ValueError(f"{run}: not a `cascade run` results folder (no settings in run.json)")
-    plan = P.build(C.load(settings))
-    missing = [n.label for n in plan.targets if P.status(plan, n) != "cached"]
-    if missing:
-        raise FileNotFoundError(f"{run}: stages not finished in {plan.home}: {', '.join(missing)}")
+    plan = finished_plans(Path(run))[0]          # the first seed's
     name, (pred, labels) = list(target_predictions(plan).items())[-1]
     return f"{Path(run).name}: {plan.cfg['backbone']} {name}", pred, labels, plan
 

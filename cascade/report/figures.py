@@ -69,9 +69,10 @@ def _title(text: str, synthetic: bool) -> str:
     return f"{text} ({SYNTHETIC})" if synthetic else text
 
 
-def _save(fig: Figure, stem: str | os.PathLike, title: str) -> FigureFiles:
+def _save(fig: Figure, stem: str | os.PathLike, title: str, tight: bool = False) -> FigureFiles:
     """Write ``<stem>.png`` and ``<stem>.pdf`` atomically (temp file in the same folder, then
-    ``os.replace``); fixed metadata dates keep reruns byte-stable."""
+    ``os.replace``); fixed metadata dates keep reruns byte-stable.  ``tight``: the page grows to
+    every artist, for labels drawn outside the axes (the critical-difference diagram's)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
@@ -84,7 +85,7 @@ def _save(fig: Figure, stem: str | os.PathLike, title: str) -> FigureFiles:
         if ext == "pdf":
             meta.update(CreationDate=None, ModDate=None)
         try:
-            fig.savefig(tmp, format=ext, dpi=150, metadata=meta)
+            fig.savefig(tmp, format=ext, dpi=150, metadata=meta, **({"bbox_inches": "tight"} if tight else {}))
             os.replace(tmp, final)
         finally:
             if os.path.exists(tmp):
@@ -126,16 +127,28 @@ def fold_mae_table(preds_by_config: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def fold_mae(preds_by_config: Mapping[str, pd.DataFrame], stem, synthetic: bool = False,
              baselines: Mapping[str, float] | None = None,
-             title: str = "MAE per fold (expected value)") -> FigureFiles:
+             title: str = "MAE per fold (expected value)",
+             seeds: Mapping[str, Sequence[pd.DataFrame]] | None = None) -> FigureFiles:
     """Thesis Figures 10-12: one marker series per configuration over the folds (left) and the
     spread of per-fold MAEs as box plots (right; outliers are what the thesis discusses).
-    ``baselines`` (name → MAE, e.g. literature values) are drawn as dotted lines, as in Fig. 11."""
-    table = fold_mae_table(preds_by_config)
+    ``baselines`` (name → MAE, e.g. literature values) are drawn as dotted lines, as in Fig. 11.
+    ``seeds`` (name → one prediction frame per seed): each fold's marker is the mean over the
+    seeds and a bar spans the seeds' lowest to highest MAE of that fold."""
+    per_seed = [fold_mae_table({n: frames[i] for n, frames in seeds.items()})
+                for i in range(len(next(iter(seeds.values()))))] if seeds else None
+    table = sum(per_seed) / len(per_seed) if per_seed else fold_mae_table(preds_by_config)
     fig = _new_figure(10.0, 4.5)
     ax, box = fig.subplots(1, 2, width_ratios=[3, 1])
     x = np.arange(len(table))
     for name in table.columns:
-        ax.plot(x, table[name].to_numpy(), marker="o", ms=3, lw=0.8, label=name)
+        if per_seed:
+            lo = np.min([t[name].to_numpy() for t in per_seed], axis=0)
+            hi = np.max([t[name].to_numpy() for t in per_seed], axis=0)
+            mean = table[name].to_numpy()
+            ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], marker="o", ms=3, lw=0.8, capsize=1.5,
+                        label=f"{name} (mean, range over {len(per_seed)} seeds)")
+        else:
+            ax.plot(x, table[name].to_numpy(), marker="o", ms=3, lw=0.8, label=name)
     for i, (name, value) in enumerate((baselines or {}).items()):
         ax.axhline(value, ls=":", lw=1.2, color=f"C{(len(table.columns) + i) % 10}", label=name)
     step = max(1, len(x) // 20)
@@ -312,3 +325,39 @@ def cam_grid(rows: Mapping[str, tuple[np.ndarray, np.ndarray]], columns: Sequenc
     full = _title(title, synthetic)
     fig.suptitle(full, fontsize="medium")
     return _save(fig, stem, full)
+
+
+# --------------------------------------------------------------------------- critical difference
+
+def critical_difference(result: Mapping, stem, synthetic: bool = False,
+                        title: str = "Critical difference (Friedman + Nemenyi)") -> FigureFiles:
+    """Critical-difference diagram (Demšar 2006) of a Friedman + Nemenyi result.
+
+    ``result`` is :func:`cascade.metrics.friedman_nemenyi`'s dict (or
+    :func:`cascade.report.compare.rank_test`'s): each configuration sits at its mean rank
+    (1 = best) on the axis, and a bar joins configurations whose Nemenyi p-value is ≥ α, i.e.
+    that the test cannot tell apart; the CD segment above the axis shows the critical
+    difference of mean ranks.  Drawn by ``scikit_posthocs.critical_difference_diagram`` on this
+    module's own figure (no pyplot state); the Friedman result goes underneath."""
+    import scikit_posthocs as sp
+
+    ranks = pd.Series(result["mean_ranks"], dtype=float)
+    alpha = float(result.get("alpha", 0.05))
+    k = len(ranks)
+    fig = _new_figure(8.0, 1.8 + 0.32 * k)
+    fig.set_layout_engine("none")          # the labels sit outside the axes: the tight page holds them
+    ax = fig.subplots()
+    sp.critical_difference_diagram(ranks, result["pairwise_pvalues"], cd=result.get("cd"),
+                                   alpha=alpha, ax=ax, label_fmt_left="{label} ({rank:.2f})",
+                                   label_fmt_right="({rank:.2f}) {label}",
+                                   label_props={"fontsize": "small"})
+    stat, p = result.get("statistic", np.nan), result.get("pvalue", np.nan)
+    blocks = result.get("blocks", "fold")
+    p_text = "= –" if not np.isfinite(p) else ("< 1e-4" if p < 1e-4 else f"= {p:.4f}")
+    stat_text = "–" if not np.isfinite(stat) else f"{stat:.2f}"
+    fig.supxlabel(f"mean rank (1 = best) over N = {result.get('n', '?')} {blocks}s; Friedman "
+                  f"χ² = {stat_text}, p {p_text}; bars join configurations not different at "
+                  f"α = {alpha:g} (Nemenyi)", fontsize="small")
+    full = _title(title, synthetic)
+    fig.suptitle(full)
+    return _save(fig, stem, full, tight=True)

@@ -25,14 +25,11 @@ def load() -> dict:
 
 def _metrics(raw: dict) -> dict:
     """Numbers as floats (None → NaN); a metric reported with a std ("Accuracy" + "Accuracy
-    std") becomes the run table's own "mean ± std" string, so the columns line up."""
+    std") gets the run table's spread column ("Accuracy sd (folds)"), so the columns line up."""
     out = {}
     for k, v in raw.items():
         if k.endswith(" std"):
-            continue
-        std = raw.get(f"{k} std")
-        if v is not None and std is not None:
-            out[k] = f"{float(v):.2f} ± {float(std):.2f}"
+            out[k[: -len(" std")] + " sd (folds)"] = math.nan if v is None else float(v)
         else:
             out[k] = math.nan if v is None else float(v)
     return out
@@ -43,8 +40,8 @@ def rows(target: str, include_thesis: bool = False) -> pd.DataFrame:
 
     Columns: ``configuration`` (= the method), ``mode`` ("–": not a harness mode), the metric columns named as
     in the run table (``MAE`` for FG-NET; ``Accuracy`` / ``1-off`` in percent for Adience; NaN
-    where the source gives nothing; "mean ± std" strings where it gives a std, as the run
-    table prints Adience), ``reference``, ``source`` and ``status`` = "reported", so a
+    where the source gives nothing; a reported std in "<metric> sd (folds)", as the run
+    table keeps Adience's), ``reference``, ``source`` and ``status`` = "reported", so a
     report can ``pd.concat`` them under the run table's own rows (status "measured").
     ``include_thesis`` appends the thesis's own results (Table 4 / section 5), labelled
     "<method> (thesis)".

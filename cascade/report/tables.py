@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from cascade import metrics as M
-from cascade.report import figures, latex, literature
+from cascade import runtime
+from cascade.report import compare, figures, latex, literature
 from cascade.stages.plan import Plan
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
@@ -29,29 +30,73 @@ def _pct(mean: float, std: float) -> str:
 
 
 def row_metrics(pred: pd.DataFrame, labels: dict, seed: int, tolerance=()) -> dict:
-    """Age targets: expected-value MAE and the thesis Table 4 columns.  Group targets (Adience):
-    exact and 1-off accuracy of the argmax group, mean ± std over folds.  Age ranges over images
-    whose exact age is known (`labels.<stage>=bins:...`): the group columns plus quadratic kappa,
-    class-index MAE and the MAE in years of the expected bin centre."""
+    """Age targets: expected-value MAE and the thesis Table 4 columns, with two labelled
+    intervals stored as numbers: the subject bootstrap of the pooled MAE and the Student-t
+    interval of the per-fold mean.  Group targets (Adience): exact and 1-off accuracy of the
+    argmax group, mean and std over folds.  Age ranges over images whose exact age is known
+    (`labels.<stage>=bins:...`): the group columns plus quadratic kappa, class-index MAE and
+    the MAE in years of the expected bin centre."""
     if labels["lo"] == labels["hi"]:
         s = M.regression_summary(pred["true_value"], pred["pred_expected"], pred["fold"],
                                  pred["subject"], seed=seed)
-        return {"MAE": s["mae_pooled"], "MAE (fold mean)": s["mae_fold_mean"],
+        fold_maes = M.per_fold_mae(pred["true_value"], pred["pred_expected"], pred["fold"])["mae"]
+        t_low, t_high = M.t_interval(fold_maes)
+        return {"MAE": s["mae_pooled"], "CI low (subject bootstrap)": s["boot_ci_low"],
+                "CI high (subject bootstrap)": s["boot_ci_high"],
+                "MAE (fold mean)": s["mae_fold_mean"], "t-CI low (folds)": t_low, "t-CI high (folds)": t_high,
                 "MedianAE (folds)": s["fold_mae_median"], "Lower Q": s["fold_mae_q1"],
-                "Upper Q": s["fold_mae_q3"], "95% CI (subject bootstrap)":
-                    f"[{_fmt(s['boot_ci_low'])}, {_fmt(s['boot_ci_high'])}]",
-                "CS@5": s["cs5"],
+                "Upper Q": s["fold_mae_q3"], "CS@5": s["cs5"],
                 **{f"±{k} y (argmax)": M.tolerance_accuracy(pred["true_value"], pred["pred_argmax"], float(k))
                    for k in tolerance},
                 "images": s["n_images"], "folds": s["n_folds"]}
     s = M.classification_summary(pred["true_class"], pred["pred_class"], pred["fold"], len(labels["lo"]))
-    row = {"Accuracy": _pct(s["accuracy_fold_mean"], s["accuracy_fold_std"]),
-           "1-off": _pct(s["one_off_fold_mean"], s["one_off_fold_std"]),
+    row = {"Accuracy": 100 * s["accuracy_fold_mean"], "Accuracy sd (folds)": 100 * s["accuracy_fold_std"],
+           "1-off": 100 * s["one_off_fold_mean"], "1-off sd (folds)": 100 * s["one_off_fold_std"],
            "Balanced acc.": s["balanced_accuracy"]}
     if "true_age" in pred and pred["true_age"].notna().all():
         row.update({"κ (quadratic)": s["kappa_quadratic"], "class MAE": s["class_mae"],
                     "MAE (years, bin centres)": M.mae_pooled(pred["true_age"], pred["pred_expected"])})
     return {**row, "images": s["n_images"], "folds": s["n_folds"]}
+
+
+#: Columns whose values are counts or identities, not measurements: never averaged over seeds.
+_FIXED = ("configuration", "mode", "images", "folds", "stage key", "status")
+#: Spread columns of a metric X: `X sd (folds)` (one seed) and `X sd (seeds)`; Markdown prints
+#: them as `X ± sd` in X's cell.
+SD_FOLDS, SD_SEEDS = " sd (folds)", " sd (seeds)"
+
+
+#: Interval columns stored as two numbers, printed as one `[low, high]` cell.
+_INTERVALS = {"95% CI (subject bootstrap)": ("CI low (subject bootstrap)", "CI high (subject bootstrap)"),
+              "95% t-interval (folds)": ("t-CI low (folds)", "t-CI high (folds)")}
+
+
+_BOUNDS = {b for pair in _INTERVALS.values() for b in pair}
+
+
+def over_seeds(seeds: list[int], rows_per_seed: list[list[dict]]) -> tuple[list[dict], pd.DataFrame]:
+    """Table rows from each seed's rows (same configurations, same order): every measured
+    number is the mean over the seeds, with its standard deviation over the seeds beside it
+    (`X sd (seeds)`, several seeds only; the fold spread is then left to seeds.csv; an
+    interval's bounds are the means of each seed's bounds), and a
+    `seeds` column saying how many seeds each number rests on.  Also returns every seed's rows
+    (the long `seeds.csv`)."""
+    n = len(rows_per_seed)
+    out = []
+    for rows in zip(*rows_per_seed):
+        merged = {}
+        for k, v in rows[0].items():
+            if k in _FIXED:
+                merged[k] = v if k != "stage key" else ", ".join(dict.fromkeys(r[k] for r in rows))
+            elif not (n > 1 and k.endswith(SD_FOLDS)):
+                values = np.array([r[k] for r in rows], dtype=float)
+                merged[k] = float(np.mean(values))
+                if n > 1 and k not in _BOUNDS:          # an interval's bounds: their mean only
+                    merged[k + SD_SEEDS] = float(np.std(values, ddof=1))
+        merged["seeds"] = n
+        out.append(merged)
+    long = pd.DataFrame([{"seed": seed, **r} for seed, rows in zip(seeds, rows_per_seed) for r in rows])
+    return out, long
 
 
 def data_line(synthetic: bool) -> str:
@@ -75,7 +120,7 @@ def write_tables(folder: Path, title: str, table: pd.DataFrame, header: list[str
     md = f"# {title} {name}\n\n" + to_markdown(table, header)
     atomic_write_text(Path(folder) / "table.md", md)
     atomic_write_text(Path(folder) / "table.csv", table.to_csv(index=False))
-    atomic_write_text(Path(folder) / "table.tex", latex.to_latex(table, header, caption=f"{caption} ({name})",
+    atomic_write_text(Path(folder) / "table.tex", latex.to_latex(display(table), header, caption=f"{caption} ({name})",
                                                                  label=f"tab:{name}"))
     return md
 
@@ -92,42 +137,117 @@ def target_predictions(plan: Plan) -> dict[str, tuple[pd.DataFrame, dict]]:
     return out
 
 
-def run_table(plan: Plan, preds: dict | None = None) -> tuple[pd.DataFrame, list[str], str]:
+def finished_plans(run: Path) -> list[Plan]:
+    """The plans (one per seed) of a finished `cascade run` results folder, rebuilt from the
+    settings its run.json records; an error names what is missing."""
+    from cascade import config as C
+    from cascade.stages import plan as P
+
+    meta = Path(run) / "run.json"
+    if not meta.exists():
+        raise FileNotFoundError(f"{meta}: not a results folder of `cascade run`")
+    settings = json.loads(meta.read_text()).get("settings")
+    if settings is None:
+        raise ValueError(f"{run}: not a `cascade run` results folder (no settings in run.json)")
+    plans = [P.build(c) for c in C.per_seed(C.load(settings))]
+    missing = [n.label for p in plans for n in p.targets if P.status(p, n) != "cached"]
+    if missing:
+        raise FileNotFoundError(f"{run}: stages not finished in {plans[0].home}: {', '.join(missing)}")
+    return plans
+
+
+def parents(names: list[str]) -> dict[str, str | None]:
+    """The configuration each one extends (pretrained → imdb → agedb extends pretrained → imdb),
+    where that one is in the table."""
+    return {n: (n.rsplit(" → ", 1)[0] if " → " in n and n.rsplit(" → ", 1)[0] in names else None)
+            for n in names}
+
+
+def _stage_threads(plan: Plan) -> str:
+    """The torch threads each trained stage and target fold of the plan used (recorded in its
+    metrics / fold history): numbers depend on them (see cascade/runtime.py)."""
+    seen = set()
+    for node in plan.nodes:
+        folder = plan.home / "stages" / node.key
+        if node.kind == "train" and (folder / "metrics.json").exists():
+            seen.add(json.loads((folder / "metrics.json").read_text()).get("threads"))
+        for hist in (folder / "folds").glob("*.history.json") if node.kind == "target" else ():
+            seen.add(json.loads(hist.read_text()).get("threads"))
+    known = sorted(t for t in seen if t is not None)
+    return (", ".join(map(str, known)) or "not recorded") + (" (some not recorded)" if None in seen and known else "")
+
+
+def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
+    """The run table over one plan per seed (same configurations, own keys): rows, every seed's
+    rows (long), the header and the run id."""
+    plan = plans[0]
     cfg = plan.cfg
-    preds = preds or target_predictions(plan)
-    rows = []
-    for node, (cascade, (pred, labels)) in zip(plan.targets, preds.items()):
-        exact = labels["lo"] == labels["hi"]
-        if not rows:            # every target shares the folds: one image-blind baseline row
-            blind = pred.assign(pred_expected=pred["base_mean"], pred_class=pred["base_class"])
-            rows.append({"configuration": "baseline: training-set mean age" if exact
-                         else "baseline: commonest training group", "mode": "no image",
-                         **row_metrics(blind.assign(pred_argmax=blind["base_mean"]), labels, cfg["seed"],
-                                      cfg["report"]["tolerance"]), "stage key": "–"})
-        rows.append({"configuration": cascade, "mode": node.params["mode"],
-                     **row_metrics(pred, labels, cfg["seed"], cfg["report"]["tolerance"]), "stage key": node.key})
-    table = pd.DataFrame(rows)
+    seeds = [p.cfg["seed"] for p in plans]
+    rows_per_seed = []
+    for p, by_config in zip(plans, preds):
+        rows = []
+        for node, (cascade, (pred, labels)) in zip(p.targets, by_config.items()):
+            exact = labels["lo"] == labels["hi"]
+            if not rows:        # every target shares the folds: one image-blind baseline row
+                blind = pred.assign(pred_expected=pred["base_mean"], pred_class=pred["base_class"])
+                rows.append({"configuration": "baseline: training-set mean age" if exact
+                             else "baseline: commonest training group", "mode": "no image",
+                             **row_metrics(blind.assign(pred_argmax=blind["base_mean"]), labels, p.cfg["seed"],
+                                           cfg["report"]["tolerance"]), "stage key": "–"})
+            rows.append({"configuration": cascade, "mode": node.params["mode"],
+                         **row_metrics(pred, labels, p.cfg["seed"], cfg["report"]["tolerance"]),
+                         "stage key": node.key})
+        rows_per_seed.append(rows)
+    merged, long = over_seeds(seeds, rows_per_seed)
+    table = pd.DataFrame(merged)       # with several seeds, "stage key" lists each seed's key
     synthetic = any(t.synthetic for t in plan.tables.values())
-    target = plan.targets[0]
-    proto = target.info["protocol"]["name"]
+    proto = plan.targets[0].info["protocol"]["name"]
+    exact = next(iter(preds[0].values()))[1]["lo"] == next(iter(preds[0].values()))[1]["hi"]
     header = [
         f"Target: {cfg['target']} — protocol `{proto}` ({table['folds'].iloc[0]} folds)",
         data_line(synthetic),
         f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']})",
         "Decision rule: expected value Σ age·p (MAE); argmax group (accuracy)",
-        "MAE aggregation: `MAE` pooled over all test images; `MAE (fold mean)` = mean of per-fold MAEs;"
-        " MedianAE / quartiles over per-fold MAEs (thesis Table 4)",
-        f"Seed: {cfg['seed']}",
+        ("MAE aggregation: `MAE` pooled over all test images, with its 95% CI from a bootstrap over subjects; "
+         "`MAE (fold mean)` = mean of per-fold MAEs, with its 95% Student-t interval over folds;"
+         " MedianAE / quartiles over per-fold MAEs (thesis Table 4)") if exact else
+        "Accuracy and 1-off: mean over folds (%), ± their standard deviation over folds",
+        (f"Seeds: {', '.join(map(str, seeds))} — each number is the mean over {len(seeds)} seeds ± its standard "
+         f"deviation over the seeds (an interval: the mean of each seed's bounds); every seed's value is in "
+         f"seeds.csv") if len(seeds) > 1 else
+        f"Seed: {seeds[0]} (one seed; `seeds=0,1,2` runs several and reports mean ± sd)",
+        f"Torch threads per stage / fold when trained: {_stage_threads(plan)}",
     ]
     for name, t in plan.tables.items():
         manifest = next(n.info["manifest"] for n in plan.nodes if n.stage == name)   # what the keys hashed
         header.append(cleaning_line(name, t, manifest))
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
-    run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + stable_hash([n.key for n in plan.targets], 8)
-    return table, header, run_id
+    run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \
+        stable_hash([n.key for p in plans for n in p.targets], 8)
+    return table, long, header, run_id
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """The numeric table as printed: a metric and its spread column in one `mean ± sd` cell,
+    an interval's two bounds in one `[low, high]` cell (the CSV keeps every number apart)."""
+    out = table.copy()
+    for name, (lo, hi) in _INTERVALS.items():
+        if lo in out:
+            pos = list(out.columns).index(lo)
+            cells = [pd.NA if pd.isna(a) and pd.isna(b) else f"[{_fmt(a)}, {_fmt(b)}]" for a, b in zip(out[lo], out[hi])]
+            out = out.drop(columns=[lo, hi])
+            out.insert(pos, name, cells)
+    for col in [c for c in out.columns if c.endswith((SD_FOLDS, SD_SEEDS))]:
+        metric = col[: -len(SD_SEEDS if col.endswith(SD_SEEDS) else SD_FOLDS)]
+        if metric in out:
+            out[metric] = [v if not isinstance(v, float) or math.isnan(v) else
+                           _fmt(v) + ("" if pd.isna(sd) else f" ± {_fmt(sd)}") for v, sd in zip(out[metric], out[col])]
+        out = out.drop(columns=[col])
+    return out
 
 
 def to_markdown(table: pd.DataFrame, header: list[str]) -> str:
+    table = display(table)
     cols = list(table.columns)
     cells = [[_fmt(v) if isinstance(v, float) or v is pd.NA else str(v) for v in row]
              for row in table.itertuples(index=False)]
@@ -136,17 +256,19 @@ def to_markdown(table: pd.DataFrame, header: list[str]) -> str:
     return "\n".join([*(f"- {h}" for h in header), "", *lines]) + "\n"
 
 
-def write_run(plan: Plan, out_dir: Path, settings: list[str] | None = None) -> tuple[str, Path]:
+def write_run(plans: Plan | list[Plan], out_dir: Path, settings: list[str] | None = None) -> tuple[str, Path]:
     """Tables (Markdown, CSV, LaTeX, with the literature's reported rows where the thesis gives
-    them) and figures of a finished plan under `out_dir/<run-id>/`.  `settings` (the key=value
-    words of the run) go into run.json, so `cascade report` can rebuild the same plan."""
-    preds = target_predictions(plan)
-    table, header, run_id = run_table(plan, preds)
+    them), the paired comparisons and figures of finished plans (one per seed) under
+    `out_dir/<run-id>/`.  `settings` (the key=value words of the run) go into run.json, so
+    `cascade report` can rebuild the same plans."""
+    plans = [plans] if isinstance(plans, Plan) else list(plans)
+    preds = [target_predictions(p) for p in plans]
+    table, long, header, run_id = run_table(plans, preds)
     # One writer per results folder at a time (two runs of one cascade end here together); under
     # the lock, temporary files of a writer killed mid-write are garbage and are removed.
     with StageDir(Path(out_dir), run_id).lock():
         _sweep(Path(out_dir) / run_id)
-        return _write_run(plan, preds, table, header, run_id, Path(out_dir) / run_id, settings)
+        return _write_run(plans, preds, table, long, header, run_id, Path(out_dir) / run_id, settings)
 
 
 def _sweep(folder: Path) -> None:
@@ -156,8 +278,38 @@ def _sweep(folder: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _write_run(plan: Plan, preds: dict, table: pd.DataFrame, header: list[str], run_id: str, folder: Path,
-               settings: list[str] | None) -> tuple[str, Path]:
+def _comparisons(plans: list[Plan], preds: list[dict], folder: Path) -> tuple[str, list[Path]]:
+    """Each configuration against the one it extends (Δ with its CI, paired test, Holm), and
+    with three or more configurations Friedman + Nemenyi with a critical-difference figure:
+    `comparisons.csv` (numbers) and the Markdown section under the table."""
+    names = list(preds[0])
+    by_config = {n: [p[n][0] for p in preds] for n in names}
+    exact = preds[0][names[0]][1]["lo"] == preds[0][names[0]][1]["hi"]
+    seed = plans[0].cfg["seed"]
+    frame = compare.comparisons(by_config, parents(names), exact, seed)
+    written: list[Path] = []
+    md = ""
+    if len(frame):
+        atomic_write_text(folder / "comparisons.csv", frame.to_csv(index=False))
+        md += "## Each configuration against the one it extends\n\n" + compare.comparisons_markdown(frame)
+    ranked = compare.rank_test(by_config, exact, seed)
+    if ranked is not None:
+        ranks = ", ".join(f"{n} {r:.2f}" for n, r in ranked["mean_ranks"].items())
+        md += (f"\n## All configurations: Friedman test over {ranked['n']} {ranked['blocks']}s ({ranked['metric']})\n\n"
+               f"χ² = {ranked['statistic']:.3f}, p {compare.p_text(ranked['pvalue'])}; mean ranks (1 = best): "
+               f"{ranks}; Nemenyi critical difference {ranked['cd']:.3f} (α = {ranked['alpha']}); "
+               f"figure `figures/critical_difference.png`.\n")
+        synthetic = any(t.synthetic for t in plans[0].tables.values())
+        written += [Path(p) for p in figures.critical_difference(ranked, folder / "figures" / "critical_difference",
+                                                                 synthetic)]
+    return md, written
+
+
+def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: pd.DataFrame, header: list[str],
+               run_id: str, folder: Path, settings: list[str] | None) -> tuple[str, Path]:
+    plan = plans[0]
+    fp = runtime.fingerprint(plan.cfg)
+    header = header + [runtime.fingerprint_line(fp)]
     table.insert(len(table.columns) - 1, "status", "measured")
     if plan.cfg["target"] in ("fgnet", "adience"):
         lit = literature.rows(plan.cfg["target"])
@@ -165,13 +317,21 @@ def _write_run(plan: Plan, preds: dict, table: pd.DataFrame, header: list[str], 
         table = pd.concat([table, lit.drop(columns=["reference", "source"])], ignore_index=True)
         header = header + ["Rows with status `reported` are published results (thesis Tables 2-3), "
                            "not computed here"]
-        for col in ("images", "folds"):                  # counts stay integers beside empty cells
+        for col in ("images", "folds", "seeds"):         # counts stay integers beside empty cells
             table[col] = table[col].astype("Int64")
     md = write_tables(folder, "Results", table, header, f"{plan.cfg['target']}: cascade configurations")
-    figures = write_figures(plan, preds, folder / "figures")
+    atomic_write_text(folder / "seeds.csv", long.to_csv(index=False))
+    section, cd_figure = _comparisons(plans, preds, folder)
+    if section:
+        md += "\n" + section
+        atomic_write_text(folder / "table.md", md)
+    written = write_figures(plan, preds, folder / "figures") + cd_figure
     atomic_write_json(folder / "run.json", {"header": header, "settings": settings or [],
-                                            "stages": {n.label: n.key for n in plan.nodes},
-                                            "figures": [str(p.relative_to(folder)) for p in figures],
+                                            "environment": fp,
+                                            "seeds": [p.cfg["seed"] for p in plans],
+                                            "stages": {f"{n.label} (seed {p.cfg['seed']})" if len(plans) > 1 else n.label:
+                                                       n.key for p in plans for n in p.nodes},
+                                            "figures": [str(p.relative_to(folder)) for p in written],
                                             "config": {k: v for k, v in plan.cfg.items()}})
     return md, folder
 
@@ -216,16 +376,19 @@ def _class_report(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Pa
     return path
 
 
-def write_figures(plan: Plan, preds: dict[str, tuple[pd.DataFrame, dict]], folder: Path) -> list[Path]:
-    """The run's figures: per-fold MAE, error vs. age and cumulative scores for age targets
-    (thesis Figures 10-12), a confusion heatmap per configuration for group targets (Table 6 /
-    Figure 13), and the age distributions of the datasets in use (Figures 5-6)."""
+def write_figures(plan: Plan, preds_per_seed: list[dict[str, tuple[pd.DataFrame, dict]]], folder: Path) -> list[Path]:
+    """The run's figures: per-fold MAE (with the spread over seeds where there are several),
+    error vs. age and cumulative scores for age targets (thesis Figures 10-12), a confusion
+    heatmap per configuration for group targets (Table 6 / Figure 13), and the age
+    distributions of the datasets in use (Figures 5-6).  Figures other than the per-fold MAE
+    show the first seed."""
     synthetic = any(t.synthetic for t in plan.tables.values())
-    labels = next(iter(preds.values()))[1]
-    preds = {name: pred for name, (pred, _) in preds.items()}
+    labels = next(iter(preds_per_seed[0].values()))[1]
+    preds = {name: pred for name, (pred, _) in preds_per_seed[0].items()}
     written: list[Path] = []
     if labels["lo"] == labels["hi"]:
-        written += figures.fold_mae(preds, folder / "fold_mae", synthetic)
+        seeds = {name: [p[name][0] for p in preds_per_seed] for name in preds} if len(preds_per_seed) > 1 else None
+        written += figures.fold_mae(preds, folder / "fold_mae", synthetic, seeds=seeds)
         written += figures.error_vs_age(preds, folder / "error_vs_age", synthetic)
         written += figures.cumulative_score(preds, folder / "cumulative_score", synthetic)
     else:

@@ -118,7 +118,7 @@ def plan_work(plan: Plan) -> list[Work]:
             continue
         labels = LabelSpace.of(table, p.get("classes"))
         targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
-        folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], plan.cfg["seed"])
+        folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], plan.cfg["split_seed"])
         cached = p["mode"] == "head" and not p["augment"] and plan.cfg["train"]["feature_cache"]
         w = Work(node.label, folds=len(folds))
         for _, train, test in folds:

@@ -1,6 +1,6 @@
 """Running a plan: each node under its stage folder, skipped when complete, resumed when not.
 
-Target nodes run their protocol's folds (in parallel with joblib when `jobs` > 1); each fold
+Target nodes run their protocol's folds (in parallel when `jobs` > 1, see stages/workers.py); each fold
 writes its predictions atomically the moment it ends, so a rerun only trains missing folds.
 """
 from __future__ import annotations
@@ -22,17 +22,12 @@ from cascade.models.backbones import Preprocessing
 from cascade.models import weights as W
 from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
+from cascade.runtime import configure, device
 from cascade.stages import log_to, read_folds
 from cascade.stages.plan import Node, Plan
-from cascade.stages.workers import run_fold_stage, threads_per_job
+from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
 from cascade.train.trainer import Split, embed, fit, predict_proba
-
-
-def _device(cfg: dict) -> str:
-    if cfg["device"] == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg["device"]
 
 
 @dataclasses.dataclass
@@ -126,12 +121,13 @@ class Runner:
             train, val = stage_split(table.frame["subject"].to_numpy(), p, self.cfg["seed"])
             model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
             log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
-            _set_threads(self.cfg, 1)
+            threads = configure(self.cfg, 1)
             result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
-                         labels.values, d.file("ckpt.pt"), self.cfg["seed"], _device(self.cfg),
+                         labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
                          log, self.progress, desc=node.label)
             _save_model(d, model, labels)
-            atomic_write_json(d.file("metrics.json"), {**result, "report": table.report.to_dict()})
+            atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
+                                                       "report": portable(table.report.to_dict(), self.plan.home)})
             d.mark_complete(["weights.safetensors", "labels.json", "metrics.json", "config.json"])
             d.file("ckpt.pt").unlink(missing_ok=True)
 
@@ -149,7 +145,7 @@ class Runner:
             features = self.shared_features(node, d, cache, labels)
             jobs = []
             for name, train, test in protocol_folds(table.frame.assign(label=targets), node.info["protocol"],
-                                                     self.cfg["seed"]):
+                                                     self.cfg["split_seed"]):
                 out = d.path / "folds" / f"{name}.csv"
                 if not out.exists():
                     jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
@@ -161,7 +157,7 @@ class Runner:
             preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
             atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
             atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
-            atomic_write_json(d.file("metrics.json"), {"report": table.report.to_dict(),
+            atomic_write_json(d.file("metrics.json"), {"report": portable(table.report.to_dict(), self.plan.home),
                                                        "n_folds": int(preds["fold"].nunique())})
             files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
             val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
@@ -184,12 +180,19 @@ class Runner:
         path = d.file("features.npy")
         if not path.exists():
             model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
-            _set_threads(self.cfg, 1)
-            feats = embed(model, cache.images, np.arange(len(cache.images)), _device(self.cfg))
+            configure(self.cfg, 1)
+            feats = embed(model, cache.images, np.arange(len(cache.images)), device(self.cfg))
             buf = io.BytesIO()
             np.save(buf, feats.cpu().numpy())
             atomic_write_bytes(path, buf.getvalue())
         return str(path)
+
+
+def portable(record: dict, home: Path) -> dict:
+    """`record` with every path inside the store written as `$CASCADE_HOME/...`: a stage's
+    artifacts are the same bytes in every home (the demo suite lives inside the home), and a
+    store moved or shared between machines still reads right."""
+    return json.loads(json.dumps(record).replace(json.dumps(str(home))[1:-1], "$CASCADE_HOME"))
 
 
 def _save_model(d: StageDir, model: AgeModel, labels: LabelSpace) -> None:
@@ -197,10 +200,6 @@ def _save_model(d: StageDir, model: AgeModel, labels: LabelSpace) -> None:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(d.file("weights.safetensors"), save(state))
     atomic_write_text(d.file("labels.json"), labels.to_json())
-
-
-def _set_threads(cfg: dict, jobs: int) -> None:
-    torch.set_num_threads(threads_per_job(cfg, jobs))
 
 
 @dataclasses.dataclass
@@ -256,7 +255,7 @@ def fold_split(subjects: np.ndarray, train: np.ndarray, params: dict, seed: int,
 def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     """Fine-tune from the parent on the fold's training subjects, predict its test subjects,
     write the predictions atomically.  Runs in a worker process."""
-    _set_threads(job.cfg, jobs)
+    threads = configure(job.cfg, jobs)
     out = Path(job.out)
     seed = fold_seed(job.cfg["seed"], job.name)
     images = np.load(Path(job.cache) / "images.npy", mmap_mode="r")
@@ -265,15 +264,15 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     feats = np.load(job.features, mmap_mode="r") if job.features else None
     ckpt = out.with_suffix(".ckpt.pt")
     history = fit(model, Split(images, job.targets, train, val), job.params,
-                  job.cfg["augment"], job.labels.values, ckpt, seed, _device(job.cfg),
+                  job.cfg["augment"], job.labels.values, ckpt, seed, device(job.cfg),
                   log=lambda m: None, progress=False, features=feats)
-    atomic_write_json(out.with_suffix(".history.json"), history)
+    atomic_write_json(out.with_suffix(".history.json"), {**history, "threads": threads})
     # the validation rows' probabilities: what a stacked ensemble's meta-model trains on
-    val_probs = predict_proba(model, images, val, _device(job.cfg), features=feats)
+    val_probs = predict_proba(model, images, val, device(job.cfg), features=feats)
     atomic_write_text(out.parent / "validation" / out.name, pd.concat(
         [pd.DataFrame({"row": val, "fold": job.name, "true_class": job.targets[val]}),
          pd.DataFrame(val_probs, columns=[f"p{i}" for i in range(val_probs.shape[1])])], axis=1).to_csv(index=False))
-    probs = predict_proba(model, images, job.test, _device(job.cfg), features=feats)
+    probs = predict_proba(model, images, job.test, device(job.cfg), features=feats)
     values = job.labels.values
     cum = probs.cumsum(1)
     frame = pd.DataFrame({

@@ -18,7 +18,11 @@ from cascade.protocols import load_protocol
 from cascade.store import StageDir, stable_hash
 
 #: Bump when a change to the training code changes results, so old artifacts are not reused.
-TRAINER_VERSION = 3
+#: 4: a trailing training batch of one joins the batch before it (trainer.train_batches; the
+#: default demo's FG-NET LOPO has such a fold), and a fold with a single training subject gets no
+#: validation share instead of an image split of that subject (protocols.validation_split);
+#: protocol splits and the max_images subsample draw from `split_seed`, not the training seed.
+TRAINER_VERSION = 4
 
 
 @dataclasses.dataclass
@@ -91,10 +95,12 @@ def build(cfg: dict) -> Plan:
         return tables[name]
 
     def child(kind: str, parent: Node, stage: str) -> Node:
-        mode = C.stage_mode(cfg, kind == "target", parent.kind == "root")
+        mode = C.stage_mode(cfg, kind == "target", parent.kind == "root", stage)
         params = C.stage_params(cfg, stage, mode)
         if _amp(cfg):                  # only when on: CPU keys stay what they were without AMP
             params["amp"] = True
+        if cfg["train"]["deterministic"]:          # only when on, likewise
+            params["deterministic"] = True
         if cfg["labels"].get(stage):   # only when set: the default label space is the data's range
             params["classes"] = cfg["labels"][stage]
         if balance := _balanced(cfg, kind):       # only when set: unbalanced keys stay what they were
@@ -104,6 +110,7 @@ def build(cfg: dict) -> Plan:
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
         if kind == "target":
             info["protocol"] = load_protocol(params["protocol"])
+            info["split_seed"] = cfg["split_seed"]
             if "val_fraction" in info["protocol"]:    # a train/val/test protocol: val is a share of all images
                 spec = info["protocol"]
                 params["val_fraction"] = spec["val_fraction"] / (1 - spec.get("test_fraction", 0.0))
@@ -129,7 +136,7 @@ def build(cfg: dict) -> Plan:
 
 def status(plan: Plan, node: Node) -> str:
     if node.kind == "root":
-        return "weights " + node.info["weights"][:19]
+        return "weights " + node.info["weights"][:27]
     d = StageDir(plan.home / "stages", node.key)
     if d.is_complete():
         return "cached"

@@ -20,7 +20,8 @@ from cascade import config as C
 from cascade.data.datasets import LabelSpace
 from cascade.protocols import folds as protocol_folds
 from cascade.stages import plan as P
-from cascade.stages.execute import Runner, _device, _set_threads, fold_split, model_source, stage_split
+from cascade.runtime import configure, device
+from cascade.stages.execute import Runner, fold_split, model_source, stage_split
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 from cascade.train.trainer import Split, fit
 
@@ -43,7 +44,7 @@ def _splits(runner: Runner, node: P.Node, n_folds: int, targets: np.ndarray) -> 
         return [stage_split(subjects, node.params, cfg["seed"])]
     return [fold_split(subjects, train, node.params, cfg["seed"], name, targets)      # the folds' own splits
             for name, train, _ in protocol_folds(frame.assign(label=targets), node.info["protocol"],
-                                                 cfg["seed"])[:n_folds]]
+                                                 cfg["split_seed"])[:n_folds]]
 
 
 def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
@@ -65,7 +66,7 @@ def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
     key = stable_hash({"node": node.info, "folds": len(splits), "epochs": t["epochs"]})
     folder = plan.home / "tune" / key
     grid = list(itertools.product(t["lr"], t["batch_size"]))
-    _set_threads(cfg, 1)
+    configure(cfg, 1)
     rows = []
     for lr, bs in tqdm(grid, desc=f"tune {stage}", disable=not progress, leave=False):
         out = folder / f"lr{lr:g}_bs{bs}.json"
@@ -77,7 +78,7 @@ def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
                 model = model_source(plan, node.parent).build(labels, cfg["seed"])
                 ckpt = folder / f".lr{lr:g}_bs{bs}_{i}.ckpt.pt"
                 h = fit(model, Split(cache.images, targets, train, val), params, cfg["augment"],
-                        labels.values, ckpt, cfg["seed"], _device(cfg), log=lambda m: None)["history"][-1]
+                        labels.values, ckpt, cfg["seed"], device(cfg), log=lambda m: None)["history"][-1]
                 ckpt.unlink(missing_ok=True)
                 runs.append(h)
             atomic_write_json(out, {"lr": lr, "batch_size": bs, "val_loss": float(np.mean([r["val_loss"] for r in runs])),

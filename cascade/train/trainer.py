@@ -43,6 +43,32 @@ def _batches(idx: np.ndarray, size: int):
         yield idx[i:i + size]
 
 
+def train_batches(order: np.ndarray, size: int):
+    """An epoch's training batches: `order` in chunks of `size`, except that a trailing chunk of
+    exactly one row joins the batch before it (a batch of `size + 1`).
+
+    Why merge rather than drop: a BatchNorm layer in training mode cannot normalise one sample
+    (a real FG-NET LOPO lost 4 of 82 folds to it), and dropping the row would silently leave one
+    image out of that epoch.  Merging keeps every row in every epoch, keeps the batch order a
+    function of (seed, epoch) so resume stays exact, and changes nothing for any split that never
+    had a trailing batch of one: their batches, and so their numbers and keys, are as before."""
+    batches = [order[i:i + size] for i in range(0, len(order), size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
+def _check_trainable(model: AgeModel, n_train: int, head_only: bool) -> None:
+    """One training image and a BatchNorm layer that trains: no batch can be normalised.  Said
+    before the first step, with the way out, instead of torch's "Expected more than 1 value per
+    channel" from inside the epoch loop."""
+    if n_train == 1 and not head_only and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                              for m in model.body.modules()):
+        raise ValueError("the training split has a single image and the body has BatchNorm layers, which "
+                         "cannot train on a batch of one; give the stage more data or train the head only "
+                         "(stages.<name>.mode=head)")
+
+
 def _to_input(model: AgeModel, images: np.ndarray, rows: np.ndarray, device) -> torch.Tensor:
     return model.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(images[rows])).to(device))
 
@@ -103,6 +129,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             split.targets[split.train], balance.get("cap", 0.0),
             B.parse_remove(balance.get("remove", ""), class_values), seed)])
     head_only = params["mode"] == "head"
+    _check_trainable(model, len(split.train), head_only)
     model.to(device)
     S.set_epoch(model, params, 0)
     opt = S.optimizer(model, params)
@@ -112,9 +139,12 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     values = torch.tensor(class_values, dtype=torch.float32)
     loss_fn = make_loss(params.get("loss", "ce"), params.get("loss_options"))
     select = params.get("select", "last")
-    criterion = {"last": None, "best_loss": "val_loss", "best_mae": "val_mae"}[select]
-    if criterion and not len(split.val):
-        raise ValueError(f"select={select} needs a validation split (val_fraction > 0)")
+    if select != "last" and not len(split.val):
+        # a fold with one training subject has no subject-exclusive validation share
+        # (protocols.validation_split): nothing to select on, so the last epoch is kept, and said
+        log(f"select={select}: no validation rows in this split; keeping the last epoch")
+        select = "last (no validation rows)"
+    criterion = {"best_loss": "val_loss", "best_mae": "val_mae"}.get(select)
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "history": [],
              "best_state": copy.deepcopy(model.state_dict()) if criterion else None}
     # Mixed precision (`amp`): float16 with loss scaling on CUDA, bfloat16 on CPU (no scaling needed).
@@ -179,7 +209,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                 group["lr"] = S.cycle_lr(params, epoch)
         order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
         total, count = 0.0, 0
-        for pos in _batches(order, params["batch_size"]):
+        for pos in train_batches(order, params["batch_size"]):
             rows = split.train[pos]
             with autocast():
                 logits = forward(rows, "train", pos, gen)
@@ -198,7 +228,8 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             count += len(rows)
         with autocast():
             val_loss, val_mae = _validate(model, split, forward, targets, values, loss_fn, device)
-        sched.step(val_loss)
+        if len(split.val):                 # no validation rows: the lr stays (nothing to plateau on)
+            sched.step(val_loss)
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
                   "val_mae": val_mae, "lr": opt.param_groups[0]["lr"]}
         state["history"].append(record)
@@ -229,9 +260,9 @@ def _should_stop(history: list[dict], metric: str, patience: int | None) -> bool
     """Early stopping (`train.early_stop=N`): the metric the stage selects on (validation loss
     when it keeps the last epoch) has not improved for N epochs.  Read from the history, which
     the checkpoint holds, so a resumed run stops where an uninterrupted one would."""
-    if not patience or not history:
-        return False
     values = [h[metric] for h in history]
+    if not patience or not history or np.isnan(values).all():      # no validation rows: never
+        return False
     return len(values) - 1 - int(np.nanargmin(values)) >= patience
 
 

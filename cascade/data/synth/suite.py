@@ -8,7 +8,8 @@ unchanged:
                at a known box) and ``imdb.mat`` in the real struct layout, with the real kinds of
                noise (impossible ages, no / weak face, second face, NaN gender) and label noise
                among the rows that survive cleaning.
-``agedb/``     ``<id>_<Name>_<age>_<g>.jpg``, 64 px studio-ish, subjects spanning decades.
+``agedb/``     ``<id>_<Name>_<age>_<g>.jpg``, 64 px, subjects spanning decades, a third of them
+               from childhood on; photographs taken before 1985 are archive scans (as FG-NET's).
 ``fgnet/``     ``images/NNNAyy.JPG`` (a few ``.jpg``, a few ``a``/``b`` duplicates), 82 subjects at
                every scale, ages 0-69, mostly young, ~30 % grayscale ('L') old scans.
 ``adience/``   ``fold_{0..4}_data.txt`` (the real 12-column header) and
@@ -50,7 +51,11 @@ from cascade.data.synth.faces import Identity, render_background, render_face, r
 __all__ = ["write_suite", "suite_counts", "scaled", "BASE_COUNTS", "MIN_COUNTS", "NOISE", "DATASETS",
            "JPEG_QUALITY", "SUITE_VERSION", "ADIENCE_HEADER", "ADIENCE_GROUPS"]
 
-SUITE_VERSION = 1
+#: 2: AgeDB holds lives photographed from childhood on and archive scans, the signal that makes
+#: its stage matter for FG-NET (README, "What the main job does").
+SUITE_VERSION = 2
+#: Share of AgeDB subjects photographed from childhood on (the rest from their teens or later).
+AGEDB_CHILDHOOD = 0.35
 JPEG_QUALITY = 90
 DATASETS = ("imdb", "agedb", "fgnet", "adience", "utkface", "wiki")
 _DS_ID = {name: i + 1 for i, name in enumerate(DATASETS)}
@@ -368,16 +373,27 @@ def _write_agedb(root: Path, n_img: int, n_sub: int, seed: int, progress) -> dic
     for j in range(n_sub):
         gender = "m" if rng.random() < 0.58 else "f"
         first, last = _fake_name(rng, gender, names)
-        lo = int(rng.integers(1, 11)) if rng.random() < 0.12 else int(np.clip(rng.normal(27, 10), 12, 80))
-        hi = int(min(101, lo + rng.uniform(15, 65)))
-        ages = rng.integers(lo, hi + 1, int(per[j]))
-        subs.append(dict(gender=gender, name=first + last, lo=lo, hi=hi))
+        if rng.random() < AGEDB_CHILDHOOD:     # a life in photographs from childhood on, young years first
+            lo, hi = int(rng.integers(1, 6)), int(rng.integers(25, 61))
+            span = np.arange(lo, hi + 1)
+            w = np.exp(-(span - lo) / 14.0) + 0.1
+            ages = rng.choice(span, int(per[j]), p=w / w.sum())
+        else:
+            lo = int(np.clip(rng.normal(27, 10), 12, 80))
+            hi = int(min(101, lo + rng.uniform(15, 65)))
+            ages = rng.integers(lo, hi + 1, int(per[j]))
+        subs.append(dict(gender=gender, name=first + last, lo=lo, hi=hi, born=int(rng.integers(1925, 1996))))
         items += [(j, int(a)) for a in rng.permutation(ages)]
     identities = [Identity.random(_rng(seed, "agedb", 1, j), gender=s["gender"]) for j, s in enumerate(subs)]
     ages_all = []
     for i, (j, age) in enumerate(items):
         r = _rng(seed, "agedb", 2, i)
-        img = render_face(identities[j], age + float(r.uniform(0, 0.999)), r, 64, {"preset": "studio"})
+        # archive photographs: pictures taken before 1985 are scans (some faded gray), as in AgeDB's
+        # historical images and in FG-NET's; later ones studio portraits
+        style = ({"preset": "scan", "sepia": 0.0} if r.random() < 0.5 else
+                 {"preset": "scan", "gray": 0.0, "grain": 5.0, "fade": 0.25, "dust": 2}) \
+            if subs[j]["born"] + age < 1985 else {"preset": "studio", "rotate": 3.0, "yaw": 0.15}
+        img = render_face(identities[j], age + float(r.uniform(0, 0.999)), r, 64, style)
         s = subs[j]
         _save_jpeg(img, root / f"{i + 1}_{s['name']}_{age}_{s['gender']}.jpg")
         ages_all.append(age)

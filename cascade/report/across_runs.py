@@ -1,0 +1,80 @@
+"""`cascade compare RUN RUN [RUN ...]`: finished runs that differ in one thing (backbones,
+losses, balancing) side by side on the same test images, with paired tests.
+
+Why a command of its own: a run compares the prefixes of one cascade; "does SENet-50 beat
+ResNet-50 here" is a question across runs.  Each run contributes its full cascade (every seed it
+ran); the first run is the reference every other one is tested against (Δ with a subject
+bootstrap CI, Wilcoxon over subjects or McNemar / sign-flip for accuracy, Holm across the
+rows), and three or more runs get Friedman + Nemenyi with a critical-difference figure.  Runs
+evaluated on other images (another target, protocol or data) are refused, never aligned.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cascade import runtime
+from cascade.report import compare, figures
+from cascade.report.tables import data_line, finished_plans, over_seeds, row_metrics, target_predictions, write_tables
+from cascade.stages import plan as P
+from cascade.store import atomic_write_json, atomic_write_text, stable_hash
+
+
+def _run(folder: Path) -> tuple[str, list[pd.DataFrame], dict, list[P.Plan]]:
+    """A finished run's full-cascade predictions, one frame per seed, under a name that says
+    which run and which backbone they come from."""
+    plans = finished_plans(Path(folder))
+    frames, labels, config = [], None, None
+    for p in plans:
+        config, (pred, labels) = list(target_predictions(p).items())[-1]
+        frames.append(pred)
+    return f"{plans[0].cfg['backbone']}: {config} [{Path(folder).name}]", frames, labels, plans
+
+
+def compare_runs(runs: list[str | Path], out_dir: Path) -> tuple[str, Path]:
+    if len(runs) < 2:
+        raise ValueError("cascade compare needs at least two finished runs")
+    members = [_run(Path(r)) for r in runs]
+    names = [m[0] for m in members]
+    labels = members[0][2]
+    for name, _, lab, _ in members[1:]:
+        if lab != labels:
+            raise ValueError(f"{name} has other classes than {names[0]}: not the same task")
+    exact = labels["lo"] == labels["hi"]
+    preds = {name: frames for name, frames, _, _ in members}
+    parents = {name: (names[0] if i else None) for i, name in enumerate(names)}
+    rows_per_seed_count = {len(frames) for frames in preds.values()}
+    table_rows = []
+    for name, frames, lab, plans in members:
+        seeds = [p.cfg["seed"] for p in plans]
+        merged, _ = over_seeds(seeds, [[{"configuration": name, "mode": plans[0].targets[-1].params["mode"],
+                                         **row_metrics(f, lab, p.cfg["seed"], p.cfg["report"]["tolerance"])}]
+                                       for f, p in zip(frames, plans)])
+        table_rows += merged
+    table = pd.DataFrame(table_rows)
+    pairs = compare.comparisons(preds, parents, exact, members[0][3][0].cfg["seed"])    # checks the same images
+    ranked = compare.rank_test(preds, exact)
+    plan = members[0][3][0]
+    run_id = "compare-" + stable_hash([str(Path(r).name) for r in runs], 8)
+    folder = Path(out_dir) / run_id
+    synthetic = any(t.synthetic for m in members for t in m[3][0].tables.values())
+    header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`; "
+              f"each run's full cascade, the first run the reference of every Δ",
+              data_line(synthetic),
+              "Seeds per run: " + ", ".join(str(len(f)) for f in preds.values())
+              + ("" if rows_per_seed_count == {1} else " (each number the mean over its run's seeds ± sd)"),
+              runtime.fingerprint_line(runtime.fingerprint(plan.cfg))]
+    md = write_tables(folder, "Runs compared", table, header, f"{plan.cfg['target']}: runs compared")
+    md += "\n## Each run against the first\n\n" + compare.comparisons_markdown(pairs)
+    atomic_write_text(folder / "comparisons.csv", pairs.to_csv(index=False))
+    written = []
+    if ranked is not None:
+        md += (f"\n## Friedman test over {ranked['n']} {ranked['blocks']}s ({ranked['metric']})\n\n"
+               f"χ² = {ranked['statistic']:.3f}, p {compare.p_text(ranked['pvalue'])}; Nemenyi critical "
+               f"difference {ranked['cd']:.3f} (α = {ranked['alpha']}); figure `figures/critical_difference.png`.\n")
+        written = figures.critical_difference(ranked, folder / "figures" / "critical_difference", synthetic)
+    atomic_write_text(folder / "table.md", md)
+    atomic_write_json(folder / "run.json", {"command": "compare", "runs": [str(r) for r in runs], "header": header,
+                                            "figures": [str(Path(p).relative_to(folder)) for p in written]})
+    return md, folder
