@@ -240,9 +240,9 @@ def cmd_regress(words: list[str], jobs: int | None, setup_engine: str | None, qu
             return 0
     if not stages:
         raise C.ConfigError("cascade regress needs at least one STAGE (pretrained, or a chain like imdb,agedb)")
-    table, header, details = regress(cfg, stages, progress=not quiet)
+    table, header, details, synthetic = regress(cfg, stages, progress=not quiet)
     md, folder = regression.write(cfg, table, header, details,
-                                  out_dir or Path(cfg["run"]["results_dir"]), words)
+                                  out_dir or Path(cfg["run"]["results_dir"]), words, synthetic)
     print(md)
     print(f"written to {folder}/")
     return 0

@@ -206,15 +206,21 @@ def test_stage_mode_per_stage_and_the_global_override(tmp_path):
 def test_the_batch_of_one_configuration_runs_end_to_end_and_a_head_only_target_reuses_the_stage(home, capsys):
     """configs/batch-of-one.yaml: the demo CNN at 8 px (a 1 x 1 last feature map, as in the real
     failure) with FG-NET folds at batch 13; at this suite size every LOPO fold ends in a batch of
-    one.  Every fold finishes.  Then `stages.fgnet.mode=head` reuses the full IMDB stage and
+    one, and the IMDB stage is given a batch size that leaves one too.  Every fold finishes.  Then `stages.fgnet.mode=head` reuses the full IMDB stage and
     trains only heads on the folds."""
     from pathlib import Path
     from cascade.cli import main
     from cascade.protocols import folds as protocol_folds
     from cascade.stages.execute import fold_split
 
+    from cascade.stages.execute import stage_split
+
     settings = Path(__file__).resolve().parents[1] / "configs" / "batch-of-one.yaml"
     args = [*FAST, str(settings), f"home={home}", f"run.results_dir={home}/results"]
+    plan = P.build(C.load(args))
+    imdb = plan.nodes[1]                   # the intermediate stage ends in a batch of one too
+    n_imdb = len(stage_split(plan.tables["imdb"].frame["subject"].to_numpy(), imdb.params, 0)[0])
+    args.append(f"backbones.demo.stages.imdb.batch_size={n_imdb - 1}")
     plan = P.build(C.load(args))
     target = plan.targets[-1]
     frame = plan.tables["fgnet"].frame

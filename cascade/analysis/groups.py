@@ -18,7 +18,7 @@ from cascade import config as C
 from cascade import metrics as M
 from cascade.analysis import common
 from cascade.report import figures
-from cascade.report.tables import _confusion_table
+from cascade.report.tables import confusion_table
 from cascade.stages.execute import Runner
 
 #: Thesis Table 6 (real Adience, fold 1; rows true, columns predicted 0-12 / 15-20 / 25-100).
@@ -63,7 +63,7 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
         f"{100 * s['balanced_accuracy']:.2f}% (thesis, real Adience fold 1: 92.59% in the text, 92.12% from its Table 6)"]
     title = f"adience3: true vs. predicted group\n{node.label}"
     written = list(figures.confusion(pred, labels, folder / "figures" / "confusion", title, synthetic))
-    written.append(_confusion_table(pred, labels, folder / "confusion.md", title.replace("\n", ": ")))
+    written.append(confusion_table(pred, labels, folder / "confusion.md", title.replace("\n", ": ")))
     counts = pred["true_class"].value_counts().to_dict()
     written += figures.group_histogram(counts, labels, folder / "figures" / "groups", synthetic,
                                        title="adience3: images per group")

@@ -26,7 +26,7 @@ from cascade import metrics as M
 from cascade.analysis import common
 from cascade.protocols import load_protocol
 from cascade.report import figures
-from cascade.report.tables import _confusion_table
+from cascade.report.tables import confusion_table
 from cascade.stages.execute import Runner
 from cascade.store import stable_hash
 
@@ -157,7 +157,7 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
         title = (f"{label[4:].capitalize()} ({', '.join(test)}) held out together:\n"
                  f"true vs. predicted age ({width}-year bins)\nbalance: {name}")
         written += figures.confusion(binned, labels, folder / "figures" / f"hard_subjects_{i}", title, synthetic)
-        written.append(_confusion_table(binned, labels, folder / f"hard_subjects_{i}.md", title.replace("\n", " ")))
+        written.append(confusion_table(binned, labels, folder / f"hard_subjects_{i}.md", title.replace("\n", " ")))
     written += figures.fold_mae(lopo_preds, folder / "figures" / "subject_mae", synthetic,
                                 title=f"{target}: MAE per held-out subject (LOPO)")
     written += figures.error_vs_age(lopo_preds, folder / "figures" / "error_vs_age", synthetic)

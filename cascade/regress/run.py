@@ -166,7 +166,7 @@ def ensemble_summary(models: dict) -> str:
     return f"median {np.median([len(ms) for ms in members]):g} models per fold; dummy only in {dummy}/{len(members)} folds"
 
 
-def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.DataFrame, list[str], dict]:
+def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.DataFrame, list[str], dict, bool]:
     """Every (stage, feature mode) under the protocol; the table rows, its header, and the
     predictions and model descriptions per row (for figures and the results folder)."""
     engine = engines.spec(cfg)
@@ -204,4 +204,4 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
         "(R² undefined for a fold whose test ages are all equal: left out of its mean)",
     ]
     header += [cleaning_line(name, t) for name, t in tables.items()]
-    return pd.DataFrame(rows), header, details
+    return pd.DataFrame(rows), header, details, synthetic

@@ -24,14 +24,14 @@ def run_id(cfg: dict, table: pd.DataFrame) -> str:
 
 
 def write(cfg: dict, table: pd.DataFrame, header: list[str], details: dict, out_dir: Path,
-          words: list[str]) -> tuple[str, Path]:
+          words: list[str], synthetic: bool) -> tuple[str, Path]:
     """Write the folder `out_dir/<run-id>/`; `words` (the command's stages and settings) go
-    into run.json, so `cascade report` rebuilds it (a rerun fits nothing: every fold is stored)."""
+    into run.json, so `cascade report` rebuilds it (a rerun fits nothing: every fold is stored).
+    `synthetic`: whether any dataset is the demo suite (the figures say so)."""
     rid = run_id(cfg, table)
     folder = Path(out_dir) / rid
     md = write_tables(folder, "Regression on pooled CNN features", table, header,
                       f"{cfg['target']}: regressors on pooled CNN features")
-    synthetic = any("synthetic data" in h for h in header)
     preds = {name: d["predictions"].assign(pred_expected=d["predictions"]["pred"]) for name, d in details.items()}
     written = figures.fold_mae(preds, folder / "figures" / "fold_mae", synthetic,
                                title=f"MAE per fold, {table['engine'].iloc[0]} on pooled CNN features")

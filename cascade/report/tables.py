@@ -164,17 +164,20 @@ def parents(names: list[str]) -> dict[str, str | None]:
 
 
 def _stage_threads(plan: Plan) -> str:
-    """The torch threads each trained stage and target fold of the plan used (recorded in its
-    metrics / fold history): numbers depend on them (see cascade/runtime.py)."""
-    seen = set()
+    """The torch threads the plan's trained stages and target folds used (recorded in their
+    metrics / fold histories): numbers depend on them (see cascade/runtime.py)."""
+    seen: dict[str, set] = {"train": set(), "target": set()}
     for node in plan.nodes:
         folder = plan.home / "stages" / node.key
         if node.kind == "train" and (folder / "metrics.json").exists():
-            seen.add(json.loads((folder / "metrics.json").read_text()).get("threads"))
+            seen["train"].add(json.loads((folder / "metrics.json").read_text()).get("threads"))
         for hist in (folder / "folds").glob("*.history.json") if node.kind == "target" else ():
-            seen.add(json.loads(hist.read_text()).get("threads"))
-    known = sorted(t for t in seen if t is not None)
-    return (", ".join(map(str, known)) or "not recorded") + (" (some not recorded)" if None in seen and known else "")
+            seen["target"].add(json.loads(hist.read_text()).get("threads"))
+
+    def said(values: set) -> str:
+        known = sorted(t for t in values if t is not None)
+        return (", ".join(map(str, known)) or "not recorded") + (" (some not recorded)" if None in values and known else "")
+    return f"stages {said(seen['train'])}; folds {said(seen['target'])}" if seen["train"] else f"folds {said(seen['target'])}"
 
 
 def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
@@ -216,7 +219,7 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
          f"deviation over the seeds (an interval: the mean of each seed's bounds); every seed's value is in "
          f"seeds.csv") if len(seeds) > 1 else
         f"Seed: {seeds[0]} (one seed; `seeds=0,1,2` runs several and reports mean ± sd)",
-        f"Torch threads per stage / fold when trained: {_stage_threads(plan)}",
+        f"Torch threads when trained: {_stage_threads(plan)}",
     ]
     for name, t in plan.tables.items():
         manifest = next(n.info["manifest"] for n in plan.nodes if n.stage == name)   # what the keys hashed
@@ -336,7 +339,7 @@ def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: 
     return md, folder
 
 
-def _confusion_table(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Path:
+def confusion_table(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Path:
     """Counts of true (rows) vs. predicted (columns) groups with per-group precision and recall
     (thesis Table 6), as Markdown and CSV."""
     counts, _, names = figures.confusion_data(pred, labels)
@@ -394,7 +397,7 @@ def write_figures(plan: Plan, preds_per_seed: list[dict[str, tuple[pd.DataFrame,
     else:
         for i, (name, pred) in enumerate(preds.items()):
             written += figures.confusion(pred, labels, folder / f"confusion_{i}", name, synthetic)
-            written.append(_confusion_table(pred, labels, folder.parent / f"confusion_{i}.md", name))
+            written.append(confusion_table(pred, labels, folder.parent / f"confusion_{i}.md", name))
             written.append(_class_report(pred, labels, folder.parent / f"classes_{i}.md", name))
         counts = next(iter(preds.values()))["true_class"].value_counts().to_dict()
         written += figures.group_histogram(counts, labels, folder / "groups", synthetic)
