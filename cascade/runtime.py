@@ -111,10 +111,10 @@ def fingerprint(cfg: dict) -> dict:
 
 
 def fingerprint_line(fp: dict) -> str:
-    """The fingerprint as one table-header line."""
+    """The fingerprint as one table-header line (the threads are on the run table's own line,
+    read from what each stage and fold recorded, not from the settings)."""
     commit = "unknown commit" if not fp["commit"] else fp["commit"][:12] + (" (dirty tree)" if fp["dirty"] else "")
     gpu = f"; GPU {fp['gpu']}" if fp["gpu"] else ""
     return (f"Environment: cascade {fp['harness']} at {commit}; torch {fp['torch']}, numpy {fp['numpy']}, "
             f"scikit-learn {fp['scikit-learn']}; CPU {fp['cpu']} ({fp['cpu_capability']}, {fp['cores']} cores){gpu}; "
-            f"torch threads {fp['threads_per_stage']} per stage, {fp['threads_per_fold']} per fold; "
             f"deterministic mode {'on' if fp['deterministic'] else 'off'}")

@@ -260,5 +260,6 @@ def explain(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
              "standard distance from the map's centroid in image sides (uniform map 0.41).",
              "", "Figure: `figures/cam_grid.png` / `.pdf` (thesis Figure 14)."]
     md = common.write_outputs(folder, f"Class activation maps {folder.name}", head,
-                              {"cam_summary": summary, "cam_images": per_image}, settings, list(written), notes)
+                              {"cam_summary": summary, "cam_images": per_image}, settings, list(written), notes,
+                              cfg=cfg)
     return md, folder

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cascade import runtime
 from cascade.report.tables import data_line, to_markdown
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
@@ -46,9 +47,9 @@ def run_id(kind: str, cfg: dict, inputs) -> str:
 
 
 def write_outputs(folder: Path, title: str, head: list[str], tables: dict[str, pd.DataFrame],
-                  settings: list[str], figures: list[Path], notes: list[str] = ()) -> str:
+                  settings: list[str], figures: list[Path], notes: list[str] = (), *, cfg: dict) -> str:
     """`<folder>/<name>.csv` per table, one `<folder>/README.md` with all of them under `head`,
-    and `run.json` (settings, header, files).  Returns the Markdown."""
+    and `run.json` (settings, header, files, the environment fingerprint).  Returns the Markdown."""
     parts = [f"# {title}", "", *(f"- {h}" for h in head), ""]
     for name, frame in tables.items():
         atomic_write_text(folder / f"{name}.csv", frame.to_csv(index=False))
@@ -57,6 +58,7 @@ def write_outputs(folder: Path, title: str, head: list[str], tables: dict[str, p
     md = "\n".join(parts).rstrip() + "\n"
     atomic_write_text(folder / "README.md", md)
     atomic_write_json(folder / "run.json", {"title": title, "header": head, "settings": settings,
+                                            "environment": runtime.fingerprint(cfg),
                                             "tables": [f"{n}.csv" for n in tables],
                                             "figures": [str(Path(p).relative_to(folder)) for p in figures]})
     return md

@@ -56,5 +56,5 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
              f"(thesis Figure 6). `images per year over {OLD}`: images older than {OLD} divided by the "
              f"number of year labels from {OLD + 1} to the dataset's oldest age."]
     md = common.write_outputs(folder, f"Age distributions {folder.name}", head,
-                              {"ages": age_table(ages, subjects), "adience_groups": groups}, settings, written, notes)
+                              {"ages": age_table(ages, subjects), "adience_groups": groups}, settings, written, notes, cfg=cfg)
     return md, folder

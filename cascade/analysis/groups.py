@@ -70,5 +70,5 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
     notes = ["Confusion matrix with per-group precision and recall (thesis Table 6): `confusion.md` / "
              "`confusion.csv`; heatmap `figures/confusion`; images per group `figures/groups`."]
     md = common.write_outputs(folder, f"Child / teen / adult on Adience {folder.name}", head,
-                              {"groups": groups, "folds": folds}, settings, written, notes)
+                              {"groups": groups, "folds": folds}, settings, written, notes, cfg=cfg)
     return md, folder

@@ -169,5 +169,6 @@ def analyse(cfg: dict, settings: list[str], progress: bool = True) -> tuple[str,
              "(thesis Figure 13; `hard_subjects_*.md` for counts, precision and recall), "
              "`figures/subject_mae`, `figures/error_vs_age`."]
     md = common.write_outputs(folder, f"Hard subjects and label distribution {folder.name}", head,
-                              {"settings": pd.DataFrame(rows), "subjects": per_subject}, settings, written, notes)
+                              {"settings": pd.DataFrame(rows), "subjects": per_subject}, settings, written, notes,
+                              cfg=cfg)
     return md, folder

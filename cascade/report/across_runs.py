@@ -76,5 +76,6 @@ def compare_runs(runs: list[str | Path], out_dir: Path) -> tuple[str, Path]:
         written = figures.critical_difference(ranked, folder / "figures" / "critical_difference", synthetic)
     atomic_write_text(folder / "table.md", md)
     atomic_write_json(folder / "run.json", {"command": "compare", "runs": [str(r) for r in runs], "header": header,
+                                            "environment": runtime.fingerprint(plan.cfg),
                                             "figures": [str(Path(p).relative_to(folder)) for p in written]})
     return md, folder

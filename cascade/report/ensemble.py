@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cascade import runtime
 from cascade.report.tables import data_line, finished_plans, row_metrics, target_predictions, write_tables
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
@@ -133,5 +134,6 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
     md = write_tables(folder, "Ensemble", table, header, "Ensemble")
     atomic_write_text(folder / "predictions.csv", ens.to_csv(index=False))
     atomic_write_json(folder / "run.json", {"command": "ensemble", "runs": [str(r) for r in runs],
-                                            "stacked": stacked, "header": header})
+                                            "stacked": stacked, "header": header,
+                                            "environment": runtime.fingerprint(members[0][3].cfg)})
     return md, folder

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cascade import runtime
 from cascade.report import figures
 from cascade.report.tables import write_tables
 from cascade.store import atomic_write_json, stable_hash
@@ -38,6 +39,7 @@ def write(cfg: dict, table: pd.DataFrame, header: list[str], details: dict, out_
     atomic_write_json(folder / "models.json", {name: {"features": d["features"], "folds": d["models"]}
                                                for name, d in details.items()})
     atomic_write_json(folder / "run.json", {"command": "regress", "header": header, "words": words,
+                                            "environment": runtime.fingerprint(cfg),
                                             "figures": [str(Path(p).relative_to(folder)) for p in written]})
     return md, folder
 

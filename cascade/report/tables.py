@@ -59,6 +59,9 @@ def row_metrics(pred: pd.DataFrame, labels: dict, seed: int, tolerance=()) -> di
     return {**row, "images": s["n_images"], "folds": s["n_folds"]}
 
 
+#: Columns that summarise a metric over folds: left out of a single-split protocol's table.
+_FOLD_STATISTICS = {"MAE (fold mean)", "t-CI low (folds)", "t-CI high (folds)", "MedianAE (folds)", "Lower Q",
+                    "Upper Q", "Accuracy sd (folds)", "1-off sd (folds)"}
 #: Columns whose values are counts or identities, not measurements: never averaged over seeds.
 _FIXED = ("configuration", "mode", "images", "folds", "stage key", "status")
 #: Spread columns of a metric X: `X sd (folds)` (one seed) and `X sd (seeds)`; Markdown prints
@@ -203,6 +206,11 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         rows_per_seed.append(rows)
     merged, long = over_seeds(seeds, rows_per_seed)
     table = pd.DataFrame(merged)       # with several seeds, "stage key" lists each seed's key
+    single = int(table["folds"].max()) == 1
+    if single:                         # one split: statistics over folds would restate the pooled number
+        table = table.drop(columns=[c for c in table.columns
+                                    if c in _FOLD_STATISTICS or c.split(" sd (")[0] in _FOLD_STATISTICS])
+        long = long.drop(columns=[c for c in long.columns if c in _FOLD_STATISTICS])
     synthetic = any(t.synthetic for t in plan.tables.values())
     proto = plan.targets[0].info["protocol"]["name"]
     exact = next(iter(preds[0].values()))[1]["lo"] == next(iter(preds[0].values()))[1]["hi"]
@@ -211,10 +219,11 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         data_line(synthetic),
         f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']})",
         "Decision rule: expected value Σ age·p (MAE); argmax group (accuracy)",
-        ("MAE aggregation: `MAE` pooled over all test images, with its 95% CI from a bootstrap over subjects; "
-         "`MAE (fold mean)` = mean of per-fold MAEs, with its 95% Student-t interval over folds;"
-         " MedianAE / quartiles over per-fold MAEs (thesis Table 4)") if exact else
-        "Accuracy and 1-off: mean over folds (%), ± their standard deviation over folds",
+        ("MAE aggregation: `MAE` pooled over all test images, with its 95% CI from a bootstrap over subjects"
+         + ("" if single else "; `MAE (fold mean)` = mean of per-fold MAEs, with its 95% Student-t interval over "
+            "folds; MedianAE / quartiles over per-fold MAEs (thesis Table 4)")) if exact else
+        ("Accuracy and 1-off: % of the test images (one split)" if single else
+         "Accuracy and 1-off: mean over folds (%), ± their standard deviation over folds"),
         (f"Seeds: {', '.join(map(str, seeds))} — each number is the mean over {len(seeds)} seeds ± its standard "
          f"deviation over the seeds (an interval: the mean of each seed's bounds); every seed's value is in "
          f"seeds.csv") if len(seeds) > 1 else
