@@ -252,11 +252,11 @@ def test_comparisons_holm_over_rows_and_markdown():
     md = C.comparisons_markdown(out)
     lines = md.splitlines()
     assert lines[0].startswith("| configuration | vs | Δ MAE (years) | 95% CI (Δ)")
-    assert "| p → i | p | -" in lines[2] and "< 1e-4" in lines[2]
+    assert "| p → i | p | -" in lines[2] and f"| {out.iloc[0]['p']:.1e} |" in lines[2]
     lo, hi = out.iloc[0][["Δ CI low", "Δ CI high"]]
     assert f"[{lo:.2f}, {hi:.2f}]" in lines[2]
     assert f"| {out.iloc[1]['p (Holm)']:.4f} |" in lines[3]
-    assert C.format_p(0.00312) == "0.0031" and C.format_p(3e-6) == "< 1e-4"
+    assert C.format_p(0.00312) == "0.0031" and C.format_p(3e-6) == "3.0e-06" and C.format_p(0.0) == "< 1e-300"
     assert C.format_p(math.nan) == "–"
     assert C.comparisons_markdown(C.comparisons(preds, {}, exact=True)) == ""
     acc = C.comparisons(_cascade([_group_frame(np.arange(100) % 2 == 0)],

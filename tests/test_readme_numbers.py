@@ -12,11 +12,12 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = ROOT / "results"
 #: Tables that describe settings or files rather than measure (their first header cell).
 DESCRIPTIVE = {"file", "command", "name", "setting", "key", "study file", "what", "page", "backbone"}
-NUMBER = re.compile(r"[-+−]?\d+\.\d+")
+NUMBER = re.compile(r"[-+−]?\d+\.\d+(?:e[-+]?\d+)?")
 
 
 def _kept_numbers() -> set[float]:
-    """Every number in the results' text files, rounded to 0-4 decimals as a table may print it."""
+    """Every number in the results' text files, rounded as a table may print it (0-4 decimals,
+    in percent, or in scientific notation)."""
     out: set[float] = set()
     for f in RESULTS.rglob("*"):
         if f.suffix in (".csv", ".md", ".txt", ".json") and f.is_file():
@@ -24,6 +25,7 @@ def _kept_numbers() -> set[float]:
                 x = float(tok)
                 out.update(round(x, nd) for nd in range(5))
                 out.update(round(100 * x, nd) for nd in range(3))      # shares printed in percent
+                out.update(float(f"{x:.{nd}e}") for nd in range(4))     # p-values printed as 2.8e-10
     return out
 
 

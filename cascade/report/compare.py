@@ -229,14 +229,18 @@ def rank_test(preds: Mapping[str, Sequence[pd.DataFrame]], exact: bool, seed: in
 # --------------------------------------------------------------------------- Markdown
 
 def format_p(p: float) -> str:
-    """A p-value for a table: ``0.0031``; ``< 1e-4`` below 10⁻⁴; ``–`` when NaN."""
+    """A p-value for a table: ``0.0031``; below 10⁻⁴ in scientific notation (``1.0e-08``: how
+    far below matters when several tests are corrected at once); ``< 1e-300`` for an underflow;
+    ``–`` when NaN."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
-    return "< 1e-4" if p < 1e-4 else f"{p:.4f}"
+    if p < 1e-300:
+        return "< 1e-300"
+    return f"{p:.1e}" if p < 1e-4 else f"{p:.4f}"
 
 
 def p_text(p: float) -> str:
-    """`= 0.0031` or `< 1e-4`, to follow a "p" in prose."""
+    """`= 0.0031` (or `< 1e-300`), to follow a "p" in prose."""
     text = format_p(p)
     return text if text.startswith("<") else f"= {text}"
 

@@ -353,7 +353,8 @@ def critical_difference(result: Mapping, stem, synthetic: bool = False,
                                    label_props={"fontsize": "small"})
     stat, p = result.get("statistic", np.nan), result.get("pvalue", np.nan)
     blocks = result.get("blocks", "fold")
-    p_text = "= –" if not np.isfinite(p) else ("< 1e-4" if p < 1e-4 else f"= {p:.4f}")
+    from cascade.report.compare import p_text as said
+    p_text = "= –" if not np.isfinite(p) else said(p)
     stat_text = "–" if not np.isfinite(stat) else f"{stat:.2f}"
     fig.supxlabel(f"mean rank (1 = best) over N = {result.get('n', '?')} {blocks}s; Friedman "
                   f"χ² = {stat_text}, p {p_text}; bars join configurations not different at "
