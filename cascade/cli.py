@@ -123,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Results-folder prefixes of the analyses and the (module, entry) that makes each.
+ANALYSES = {"cam": ("cam", "explain"), "subjects": ("subjects", "analyse"), "groups": ("groups", "analyse"),
+            "distributions": ("distributions", "analyse")}
+
+
 def cmd_analysis(module: str, entry: str, settings: list[str], quiet: bool) -> int:
     """Run `cascade.analysis.<module>.<entry>(cfg, settings, progress)` (it trains what it needs),
     print its tables and where they were written."""
@@ -265,6 +270,10 @@ def cmd_report(runs: list[str]) -> int:
             cmd_regress(words, None, None, True, folder.parent)
             continue
         ens = json.loads(meta.read_text())
+        analysis = ANALYSES.get(folder.name.split("-", 1)[0])
+        if analysis and "title" in ens:        # an analysis: run again (its stages are in the store)
+            cmd_analysis(*analysis, ens["settings"], True)
+            continue
         if ens.get("command") == "ensemble":
             from cascade.report.ensemble import ensemble
             ensemble(ens["runs"], folder.parent, ens.get("stacked", False))
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "regress":
             return cmd_regress(args.settings, args.jobs, args.setup_engine, args.quiet)
         if args.command == "explain":
-            return cmd_analysis("cam", "explain", args.settings, args.quiet)
+            return cmd_analysis(*ANALYSES["cam"], args.settings, args.quiet)
         if args.command == "analyse":
             return cmd_analysis(args.what, "analyse", args.settings, args.quiet)
         raise AssertionError(f"unhandled command {args.command}")

@@ -1,5 +1,7 @@
 """Analyses of thesis section 6: Grad-CAM (shape, sign, localisation, facial regions), class
 balancing (weights, oversampling, exact resume, keys), and the `explain` / `analyse` commands."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -249,6 +251,13 @@ def test_analyse_distributions_command(shared_home, tmp_path):
     assert groups["share %"].sum() == pytest.approx(100)
     assert (folder / "figures" / "age_distributions.png").exists()
     assert (folder / "figures" / "adience_groups.pdf").exists()
+    # `cascade report` of an analysis folder runs the analysis again into the same folder
+    before = sorted(p.name for p in folder.parent.iterdir())
+    (folder / "ages.csv").unlink()
+    from cascade.cli import main
+    assert main(["report", str(folder)]) == 0
+    assert (folder / "ages.csv").exists() and sorted(p.name for p in folder.parent.iterdir()) == before
+    assert "environment" in json.loads((folder / "run.json").read_text())
 
 
 def test_analyse_subjects_command_compares_balance_settings(shared_home, tmp_path):
