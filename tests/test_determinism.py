@@ -49,3 +49,12 @@ def test_the_same_cascade_in_two_homes_gives_byte_identical_artifacts(tmp_path):
         j["config"]["run"].pop("results_dir")
     assert ja == jb
     assert ja["environment"]["threads_per_fold"] == 1 and ja["seeds"] == [0, 1]
+
+
+def test_store_paths_are_written_relative_to_the_home():
+    from cascade.stages.execute import portable
+    home = Path("/data/store")
+    got = portable({"source": "/data/store/demo/x", "other": "/data/store2/demo", "home": "/data/store",
+                    "list": ["/data/store/q"]}, home)
+    assert got == {"source": "$CASCADE_HOME/demo/x", "other": "/data/store2/demo", "home": "$CASCADE_HOME",
+                   "list": ["$CASCADE_HOME/q"]}

@@ -192,7 +192,8 @@ def portable(record: dict, home: Path) -> dict:
     """`record` with every path inside the store written as `$CASCADE_HOME/...`: a stage's
     artifacts are the same bytes in every home (the demo suite lives inside the home), and a
     store moved or shared between machines still reads right."""
-    return json.loads(json.dumps(record).replace(json.dumps(str(home))[1:-1], "$CASCADE_HOME"))
+    text, h = json.dumps(record), json.dumps(str(home))[1:-1]       # as the path appears inside JSON
+    return json.loads(text.replace(h + "/", "$CASCADE_HOME/").replace(f'"{h}"', '"$CASCADE_HOME"'))
 
 
 def _save_model(d: StageDir, model: AgeModel, labels: LabelSpace) -> None:
