@@ -51,7 +51,7 @@ def train_batches(order: np.ndarray, size: int):
     (a real FG-NET LOPO lost 4 of 82 folds to it), and dropping the row would silently leave one
     image out of that epoch.  Merging keeps every row in every epoch, keeps the batch order a
     function of (seed, epoch) so resume stays exact, and changes nothing for any split that never
-    had a trailing batch of one: their batches, and so their numbers and keys, are as before."""
+    had a trailing batch of one: their batches, and so their numbers, are as before."""
     batches = [order[i:i + size] for i in range(0, len(order), size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [np.concatenate(batches[-2:])]
