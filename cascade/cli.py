@@ -257,8 +257,7 @@ def cmd_report(runs: list[str]) -> int:
     """Rebuild the tables and figures of finished runs from their run.json (the settings they
     were made with) and the stage store; nothing is trained."""
     from cascade.report import regression
-    from cascade.report.tables import write_run
-    from cascade.stages import plan as P
+    from cascade.report.tables import finished_plans, write_run
 
     for run in runs:
         folder = Path(run)
@@ -284,13 +283,7 @@ def cmd_report(runs: list[str]) -> int:
             compare_runs(ens["runs"], folder.parent)
             print(f"{run}: rebuilt")
             continue
-        settings = json.loads(meta.read_text())["settings"]
-        plans = [P.build(c) for c in C.per_seed(C.load(settings))]
-        missing = [n.label for plan in plans for n in plan.targets if P.status(plan, n) != "cached"]
-        if missing:
-            raise FileNotFoundError(f"{run}: stages not finished in {plans[0].home}: {', '.join(missing)}; "
-                                    f"run `cascade run {' '.join(settings)}` first")
-        _, out = write_run(plans, folder.parent, settings)
+        _, out = write_run(finished_plans(folder), folder.parent, ens["settings"])
         print(f"{run}: tables and figures written to {out}/")
     return 0
 

@@ -70,9 +70,7 @@ def compare_runs(runs: list[str | Path], out_dir: Path) -> tuple[str, Path]:
     atomic_write_text(folder / "comparisons.csv", pairs.to_csv(index=False))
     written = []
     if ranked is not None:
-        md += (f"\n## Friedman test over {ranked['n']} {ranked['blocks']}s ({ranked['metric']})\n\n"
-               f"χ² = {ranked['statistic']:.3f}, p {compare.p_text(ranked['pvalue'])}; Nemenyi critical "
-               f"difference {ranked['cd']:.3f} (α = {ranked['alpha']}); figure `figures/critical_difference.png`.\n")
+        md += compare.rank_test_markdown(ranked, "Friedman test")
         written = figures.critical_difference(ranked, folder / "figures" / "critical_difference", synthetic)
     atomic_write_text(folder / "table.md", md)
     atomic_write_json(folder / "run.json", {"command": "compare", "runs": [str(r) for r in runs], "header": header,

@@ -186,7 +186,7 @@ def comparisons(preds: Mapping[str, Sequence[pd.DataFrame]], parents: Mapping[st
 
 # --------------------------------------------------------------------------- rank test
 
-def rank_test(preds: Mapping[str, Sequence[pd.DataFrame]], exact: bool, seed: int = 0, *,
+def rank_test(preds: Mapping[str, Sequence[pd.DataFrame]], exact: bool, *,
               blocks: str = "auto", min_folds: int = 5, alpha: float = 0.05) -> dict | None:
     """Friedman test + Nemenyi post-hoc among ≥ 3 configurations over the same folds.
 
@@ -204,8 +204,8 @@ def rank_test(preds: Mapping[str, Sequence[pd.DataFrame]], exact: bool, seed: in
     Returns :func:`cascade.metrics.friedman_nemenyi`'s dict (``names``, ``k``, ``n``, ``alpha``,
     ``mean_ranks``, ``statistic``, ``pvalue``, ``cd``, ``pairwise_pvalues``, ``significant``,
     ...) plus ``blocks`` ("fold" / "subject"), ``metric`` ("MAE" / "accuracy") and ``seeds``
-    (name → seed count); None with fewer than 3 configurations.  ``seed`` is accepted for a
-    call signature uniform with :func:`comparisons`; the test itself is deterministic.
+    (name → seed count); None with fewer than 3 configurations.  The test is deterministic (no
+    seed).
     """
     if blocks not in ("auto", "fold", "subject"):
         raise ValueError(f"blocks must be 'auto', 'fold' or 'subject', got {blocks!r}")
@@ -255,6 +255,17 @@ def _stat(x: float) -> str:
     if float(x).is_integer():
         return str(int(x))
     return f"{x:.4g}" if abs(x) < 1000 else f"{x:.1f}"
+
+
+def rank_test_markdown(ranked: dict, heading: str) -> str:
+    """:func:`rank_test`'s result as a Markdown section under `heading` (its blocks and metric
+    appended): the Friedman statistic and p-value, the mean ranks, Nemenyi's critical difference
+    and where the critical-difference figure is."""
+    ranks = ", ".join(f"{n} {r:.2f}" for n, r in ranked["mean_ranks"].items())
+    return (f"\n## {heading} over {ranked['n']} {ranked['blocks']}s ({ranked['metric']})\n\n"
+            f"χ² = {ranked['statistic']:.3f}, p {p_text(ranked['pvalue'])}; mean ranks (1 = best): {ranks}; "
+            f"Nemenyi critical difference {ranked['cd']:.3f} (α = {ranked['alpha']}); "
+            f"figure `figures/critical_difference.png`.\n")
 
 
 def comparisons_markdown(frame: pd.DataFrame) -> str:

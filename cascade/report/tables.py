@@ -24,11 +24,6 @@ def _fmt(x: float, nd: int = 2) -> str:
     return "–" if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
-def _pct(mean: float, std: float) -> str:
-    """A share in percent as mean ± std over folds (the std only where there are several folds)."""
-    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
-
-
 def row_metrics(pred: pd.DataFrame, labels: dict, seed: int, tolerance=()) -> dict:
     """Age targets: expected-value MAE and the thesis Table 4 columns, with two labelled
     intervals stored as numbers: the subject bootstrap of the pooled MAE and the Student-t
@@ -39,11 +34,9 @@ def row_metrics(pred: pd.DataFrame, labels: dict, seed: int, tolerance=()) -> di
     if labels["lo"] == labels["hi"]:
         s = M.regression_summary(pred["true_value"], pred["pred_expected"], pred["fold"],
                                  pred["subject"], seed=seed)
-        fold_maes = M.per_fold_mae(pred["true_value"], pred["pred_expected"], pred["fold"])["mae"]
-        t_low, t_high = M.t_interval(fold_maes)
         return {"MAE": s["mae_pooled"], "CI low (subject bootstrap)": s["boot_ci_low"],
-                "CI high (subject bootstrap)": s["boot_ci_high"],
-                "MAE (fold mean)": s["mae_fold_mean"], "t-CI low (folds)": t_low, "t-CI high (folds)": t_high,
+                "CI high (subject bootstrap)": s["boot_ci_high"], "MAE (fold mean)": s["mae_fold_mean"],
+                "t-CI low (folds)": s["t_ci_low"], "t-CI high (folds)": s["t_ci_high"],
                 "MedianAE (folds)": s["fold_mae_median"], "Lower Q": s["fold_mae_q1"],
                 "Upper Q": s["fold_mae_q3"], "CS@5": s["cs5"],
                 **{f"±{k} y (argmax)": M.tolerance_accuracy(pred["true_value"], pred["pred_argmax"], float(k))
@@ -155,7 +148,8 @@ def finished_plans(run: Path) -> list[Plan]:
     plans = [P.build(c) for c in C.per_seed(C.load(settings))]
     missing = [n.label for p in plans for n in p.targets if P.status(p, n) != "cached"]
     if missing:
-        raise FileNotFoundError(f"{run}: stages not finished in {plans[0].home}: {', '.join(missing)}")
+        raise FileNotFoundError(f"{run}: stages not finished in {plans[0].home}: {', '.join(missing)}; "
+                                f"run `cascade run {' '.join(settings)}` first")
     return plans
 
 
@@ -304,13 +298,9 @@ def _comparisons(plans: list[Plan], preds: list[dict], folder: Path) -> tuple[st
     if len(frame):
         atomic_write_text(folder / "comparisons.csv", frame.to_csv(index=False))
         md += "## Each configuration against the one it extends\n\n" + compare.comparisons_markdown(frame)
-    ranked = compare.rank_test(by_config, exact, seed)
+    ranked = compare.rank_test(by_config, exact)
     if ranked is not None:
-        ranks = ", ".join(f"{n} {r:.2f}" for n, r in ranked["mean_ranks"].items())
-        md += (f"\n## All configurations: Friedman test over {ranked['n']} {ranked['blocks']}s ({ranked['metric']})\n\n"
-               f"χ² = {ranked['statistic']:.3f}, p {compare.p_text(ranked['pvalue'])}; mean ranks (1 = best): "
-               f"{ranks}; Nemenyi critical difference {ranked['cd']:.3f} (α = {ranked['alpha']}); "
-               f"figure `figures/critical_difference.png`.\n")
+        md += compare.rank_test_markdown(ranked, "All configurations: Friedman test")
         synthetic = any(t.synthetic for t in plans[0].tables.values())
         written += [Path(p) for p in figures.critical_difference(ranked, folder / "figures" / "critical_difference",
                                                                  synthetic)]
