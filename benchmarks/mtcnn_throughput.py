@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cascade.data.faces import detect
+from cascade.data.face_detect import detect
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "faces" / "agedb"
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from cascade import config as C
-from cascade.stages import cost
+from cascade.stages import estimate
 from cascade.stages import plan as P
 from cascade.stages.execute import Runner
 
@@ -28,7 +28,7 @@ def main() -> None:
     runner = Runner(plan, progress=False)
     for name in plan.tables:
         runner.cache(name)                             # decode once, outside both numbers
-    est = cost.estimate(plan, [1], [], measure=True)["cpu_hours_by_jobs"][1] * 3600
+    est = estimate.estimate(plan, [1], [], measure=True)["cpu_hours_by_jobs"][1] * 3600
     start = time.perf_counter()
     runner.run()
     measured = time.perf_counter() - start

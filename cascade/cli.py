@@ -8,7 +8,7 @@
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
     cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
-    cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR]
+    cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR] [ensemble.hidden=32 ...]
     cascade compare RUN RUN [RUN ...] [--out DIR]   (runs side by side, paired tests, Friedman + CD)
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
@@ -96,12 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="+")
     pl = sub.add_parser("plan", help="estimated cost of a run: FLOPs, GPU-hours per GPU class, CPU hours vs --jobs")
     pl.add_argument("settings", nargs="*", metavar="key=value")
-    pl.add_argument("--gpu", default=",".join(__import__("cascade.stages.cost", fromlist=["x"]).GPUS),
-                    help="GPU classes to price (default: all known)")
+    pl.add_argument("--gpu", default="", help="GPU classes to price (default: every class of plan.gpus)")
     pl.add_argument("--jobs", default="1,2,4,8", help="fold-parallel job counts to price on this CPU")
     pl.add_argument("--no-measure", action="store_true", help="skip timing this CPU (FLOPs and GPU-hours only)")
     e = sub.add_parser("ensemble", help="average the class probabilities of finished runs (same test images)")
-    e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`")
+    e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`, and "
+                                                          "key=value settings of the meta-model (ensemble.*)")
     e.add_argument("--out", type=Path, default=Path("results"), help="where results/<ensemble-id>/ goes")
     e.add_argument("--stack", action="store_true",
                    help="also a stacked MLP meta-model trained on the members' validation predictions")
@@ -177,20 +177,21 @@ def _stages_and_settings(words: list[str]) -> tuple[list[str], list[str]]:
 
 def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
     """Estimated cost of the run the settings describe, before running it."""
-    from cascade.stages import cost
+    from cascade.stages import estimate
     from cascade.stages import plan as P
 
-    names = [g.strip() for g in gpus.split(",") if g.strip()]
-    unknown = [g for g in names if g not in cost.GPUS]
+    cfg = C.load(C.expand(settings))
+    peak = cfg["plan"]["gpus"]
+    names = [g.strip() for g in gpus.split(",") if g.strip()] or list(peak)
+    unknown = [g for g in names if g not in peak]
     if unknown:
-        raise C.ConfigError(f"--gpu {','.join(unknown)}: unknown; valid: {', '.join(cost.GPUS)}")
+        raise C.ConfigError(f"--gpu {','.join(unknown)}: unknown; valid: {', '.join(peak)} (add one: plan.gpus.NAME=TFLOPS)")
     try:
         job_counts = [int(j) for j in jobs.split(",")]
     except ValueError:
         raise C.ConfigError(f"--jobs {jobs!r}: expected comma-separated integers") from None
-    cfg = C.load(C.expand(settings))
     plan = P.build(cfg)
-    est = cost.estimate(plan, job_counts, names, measure)
+    est = estimate.estimate(plan, job_counts, names, measure)
     print(f"backbone {cfg['backbone']} at {est['size']} px: {est['train_flops'] / 1e9:.3g} GFLOPs per training "
           f"image (forward + backward), {est['eval_flops'] / 1e9:.3g} per forward")
     if est["rates"]:
@@ -203,7 +204,7 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
               f"{row['eval images']:>10,.0f} eval images  {row['TFLOPs']:10.2f} TFLOP{cpu}")
     print()
     for g, h in est["gpu_hours"].items():
-        print(f"  {g:<10} {h:10.3g} GPU-hours  (peak {cost.GPUS[g]:g} TFLOP/s x assumed utilisation {cost.MFU:g})")
+        print(f"  {g:<10} {h:10.3g} GPU-hours  (peak {peak[g]:g} TFLOP/s x assumed utilisation {cfg['plan']['utilisation']:g})")
     for j, h in est["cpu_hours_by_jobs"].items():
         print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
               f"thread(s) per job)")
@@ -274,8 +275,9 @@ def cmd_report(runs: list[str]) -> int:
             cmd_analysis(*analysis, ens["settings"], True)
             continue
         if ens.get("command") == "ensemble":
-            from cascade.report.ensemble import ensemble
-            ensemble(ens["runs"], folder.parent, ens.get("stacked", False))
+            from cascade.ensemble import ensemble
+            ensemble(ens["runs"], folder.parent, ens.get("stacked", False),
+                     ens.get("meta_model") or C.defaults()["ensemble"])
             print(f"{run}: rebuilt")
             continue
         if ens.get("command") == "compare":
@@ -351,8 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure)
         if args.command == "ensemble":
-            from cascade.report.ensemble import ensemble
-            md, folder = ensemble(args.runs, args.out, args.stack)
+            from cascade.ensemble import ensemble
+            settings = [w for w in args.runs if "=" in w]
+            runs = [w for w in args.runs if "=" not in w]
+            md, folder = ensemble(runs, args.out, args.stack, C.load(C.expand(settings))["ensemble"])
             print(md)
             print(f"written to {folder}/")
             return 0

@@ -17,8 +17,6 @@ from typing import Any
 
 import yaml
 
-TARGETS = ("fgnet", "adience", "adience3", "utkface", "agedb", "wiki")
-
 #: Types of leaves whose default is null (null = "not set; use the stage's own value").
 NULLABLE_TYPES: dict[str, type] = {
     "train.lr": float, "train.batch_size": int, "train.epochs": int, "train.patience": int,
@@ -80,7 +78,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
 
     stage_names = tuple(k for k in cfg["stages"] if k != "head_only")
     return {
-        "target": TARGETS,
+        "target": targets(cfg),
         "stage": stage_names,
         "backbone": tuple(BACKBONES) + ("timm:<model name>",),
         "train.mode": ("head", "full"),
@@ -102,7 +100,6 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "data.outside_labels": ("error", "drop"),
         "head.reinit": ("output", "all"),
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
-        **{f"stages.{s}.split": ("holdout",) for s in stage_names if "split" in cfg["stages"][s]},
         **{f"stages.{s}.select": SELECT for s in cfg["stages"]},
         "tune.stage": ("",) + stage_names,
         "features.layer": LAYERS,
@@ -164,10 +161,9 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             node = nxt
         leaf = parts[-1]
         if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict) and node[leaf]:
-            # per-backbone stage tables start empty for some stages; allow adding known stage keys
-            if not _extends_backbone_table(cfg, parts):
+            opens, like = _extends_open_table(cfg, parts)
+            if not opens:
                 _unknown_key(key, valid)
-            like = cfg["stages"][parts[3]].get(leaf) if len(parts) == 5 else {}
         else:
             like = node[leaf]
         node[leaf] = parse_value(text, like, key)
@@ -175,13 +171,17 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
-def _extends_backbone_table(cfg: dict, parts: list[str]) -> bool:
-    """`backbones.<b>.stages.<s>.<hp>=v` may add a hyper-parameter the table does not list yet."""
+def _extends_open_table(cfg: dict, parts: list[str]) -> tuple[bool, Any]:
+    """Whether a key adds an entry to a table that is open to additions, and the default the new
+    value's type comes from: `backbones.<b>.stages.<s>.<hp>=v` (a stage hyper-parameter the
+    backbone's table does not list yet) and `plan.gpus.<class>=TFLOPS` (a GPU class to price)."""
     if len(parts) == 5 and parts[0] == "backbones" and parts[2] == "stages":
         if parts[1] in cfg["backbones"] and parts[3] in cfg["stages"] and parts[4] in cfg["stages"][parts[3]]:
             cfg["backbones"][parts[1]].setdefault("stages", {}).setdefault(parts[3], {})
-            return True
-    return False
+            return True, cfg["stages"][parts[3]][parts[4]]
+    if len(parts) == 3 and parts[:2] == ["plan", "gpus"]:
+        return True, 0.0
+    return False, None
 
 
 def _unknown_key(key: str, valid: list[str]):
@@ -243,9 +243,16 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"cam.backbones: {name!r} is not a backbone; valid: {', '.join(ch['backbone'])}")
     if len(set(cfg["seeds"])) != len(cfg["seeds"]) or any(s < 0 for s in cfg["seeds"]):
         raise ConfigError(f"seeds={','.join(map(str, cfg['seeds']))}: expected distinct seeds >= 0 (e.g. 0,1,2)")
+    if not 0 < cfg["plan"]["utilisation"] <= 1 or any(not v > 0 for v in cfg["plan"]["gpus"].values()):
+        raise ConfigError("plan.utilisation must be in (0, 1] and every plan.gpus.<class> peak > 0 TFLOP/s")
+    if any(h < 1 for h in cfg["ensemble"]["hidden"]):
+        raise ConfigError(f"ensemble.hidden={','.join(map(str, cfg['ensemble']['hidden']))}: expected layer sizes >= 1")
+    lo_hi = cfg["data"]["imdb_clean"]["age_range"]
+    if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+        raise ConfigError(f"data.imdb_clean.age_range={','.join(map(str, lo_hi))}: expected two ages LO,HI with LO <= HI")
     for key, low in (("seed", 0), ("split_seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
                      ("analyse.hard", 1), ("regress.folds", 0), ("regress.time_left", 0), ("regress.per_run_time", 0),
-                     ("regress.memory_mb", 0)):
+                     ("regress.memory_mb", 0), ("ensemble.max_iter", 1)):
         if _get(cfg, key) < low:
             raise ConfigError(f"{key}={_get(cfg, key)} must be >= {low}")
     for key in _leaves(cfg):                   # hyper-parameters wherever they are set
@@ -333,6 +340,12 @@ def per_seed(cfg: dict) -> list[dict]:
         one["seed"] = seed
         out.append(one)
     return out
+
+
+def targets(cfg: dict) -> tuple[str, ...]:
+    """The stages that can be a run's target: those whose table in stages.yaml names the
+    `protocol` that tests them (a stage without one, like IMDB, only ever pre-trains)."""
+    return tuple(k for k, v in cfg["stages"].items() if k != "head_only" and "protocol" in v)
 
 
 def list_keys(cfg: dict) -> list[str]:

@@ -7,7 +7,9 @@ subject-exclusive protocol is checked for leakage before anything trains.
 """
 from __future__ import annotations
 
+import itertools
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -102,12 +104,23 @@ def _fixed_test_subjects(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator
     yield "test", np.flatnonzero(~test), np.flatnonzero(test)
 
 
+def _folds_for_share(frac: float, n_groups: int) -> tuple[int, int]:
+    """(folds, folds held out) whose ratio is `frac`: 0.15 is 3 of 20 folds, 0.15 / 0.85 (a
+    validation share of the rest) 3 of 17.  Why not one fold of round(1 / frac): that holds out
+    1/7 = 14.3 % for 0.15, so "70-15-15" would be 71.4 / 14.3 / 14.3.  With fewer subjects than
+    folds, as many folds as subjects (the share is then as close as whole subjects allow)."""
+    share = Fraction(frac).limit_denominator(20)
+    n_splits = min(max(2, share.denominator), n_groups)
+    return n_splits, min(n_splits - 1, max(1, round(frac * n_splits)))
+
+
 def stratified_split(y: np.ndarray, groups: np.ndarray, frac: float, seed: int,
                      by_subject: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One seeded split of rows into (rest, held-out share `frac`) stratified by the classes `y`:
     subject-exclusive whenever identities are known (a subject with several images), via
     StratifiedGroupKFold; classes with a single image stay in the rest (they cannot be
-    stratified); with more classes than held-out rows, classes neighbouring in age share a
+    stratified; the share is a union of StratifiedGroupKFold folds, see `_folds_for_share`); with
+    more classes than held-out rows, classes neighbouring in age share a
     stratum (classes are ordered by age).
 
     Degenerate inputs real folds produce: a share that rounds below one row still holds out one
@@ -129,9 +142,10 @@ def stratified_split(y: np.ndarray, groups: np.ndarray, frac: float, seed: int,
         n_groups = len(np.unique(groups[rows]))
         if n_groups < 2:
             return nothing
-        splitter = StratifiedGroupKFold(n_splits=min(max(2, round(1 / frac)), n_groups), shuffle=True,
-                                        random_state=seed)
-        train, test = next(splitter.split(x, y[rows], groups[rows]))
+        n_splits, held = _folds_for_share(frac, n_groups)
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        test = np.concatenate([t for _, t in itertools.islice(splitter.split(x, y[rows], groups[rows]), held)])
+        train = np.setdiff1d(np.arange(len(rows)), test)
     else:
         if len(rows) < 2:
             return nothing

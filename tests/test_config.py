@@ -37,7 +37,7 @@ def test_empty_stage_means_pretrained_only():
     ("train.lr=abc", "expected float"),
     ("stages.imdb.epochs=1.5", "expected int"),
     ("augment.flip=maybe", "expected bool"),
-    ("target=mnist", "valid values: fgnet, adience, adience3, utkface, agedb"),
+    ("target=mnist", "valid values: agedb, fgnet, adience, adience3, utkface, wiki"),
     ("stage=imdb,celeba", "valid: imdb, agedb"),
     ("stage=imdb,imdb", "repeats"),
     ("target=agedb", "would have been trained on"),
@@ -63,3 +63,21 @@ def test_thesis_mode_rule_and_head_only_parameters():
     assert (head["lr"], head["batch_size"], head["epochs"], head["augment"]) == (1e-3, 48, 20, False)
     forced = C.load(["train.mode=full"])
     assert C.stage_mode(forced, is_target=True, parent_is_root=True) == "full"
+
+
+def test_rules_numbers_are_settings_shown_by_list_keys():
+    """The numbers that used to hide in code are settings: listed, overridable, validated."""
+    keys = "\n".join(C.list_keys(C.load()))
+    for key in ("data.imdb_clean.min_face_score=1.0", "data.imdb_clean.age_range=[0, 100]",
+                "regress.sklearn.svr.C=10.0", "regress.sklearn.ridge.n_alphas=15", "regress.sklearn.rf.n_estimators=200",
+                "ensemble.hidden=[32]", "ensemble.max_iter=2000", "plan.gpus.a100=312.0", "plan.utilisation=0.35"):
+        assert key in keys, key
+    assert "split=" not in keys                     # the dead `stages.<s>.split` key is gone
+    cfg = C.load(["plan.gpus.l40s=362", "regress.sklearn.svr.C=3", "ensemble.hidden=64,16"])
+    assert cfg["plan"]["gpus"]["l40s"] == 362.0 and cfg["regress"]["sklearn"]["svr"]["C"] == 3.0
+    assert cfg["ensemble"]["hidden"] == [64, 16]
+    assert C.choices(cfg)["target"] == ("agedb", "fgnet", "adience", "adience3", "utkface", "wiki")
+    for bad, needle in (("plan.utilisation=1.5", "plan.utilisation"), ("ensemble.hidden=0", "ensemble.hidden"),
+                        ("data.imdb_clean.age_range=90,10", "age_range"), ("target=imdb", "target")):
+        with pytest.raises(C.ConfigError, match=needle):
+            C.load([bad])

@@ -10,7 +10,7 @@ import pytest
 from cascade import config as C
 from cascade.cli import main
 from cascade.data.datasets import LabelSpace, label_ranges, open_dataset
-from cascade.report.ensemble import average
+from cascade.ensemble import average
 
 from conftest import FAST
 
@@ -271,3 +271,21 @@ def test_stratified_protocols_stratify_the_validation_share_too(home):
     assert abs(len(val) / 1000 - node.params["val_fraction"]) < 0.01
     assert np.abs(share(val) - share(np.arange(1000))).max() < 0.01
     assert not set(train) & set(val)
+
+
+@pytest.mark.parametrize("name,shares", [("split-70-15-15", (0.70, 0.15, 0.15)), ("split-64-16-20", (0.64, 0.16, 0.20)),
+                                         ("split-80-10-10", (0.80, 0.10, 0.10))])
+def test_stratified_splits_give_the_fractions_they_name_when_identities_repeat(name, shares):
+    """With several images per subject the shares are unions of StratifiedGroupKFold folds: 70-15-15
+    is 70 / 15 / 15 (one fold of round(1 / 0.15) = 7 would give 71.4 / 14.3 / 14.3)."""
+    from cascade.protocols import folds, load_protocol, validation_split
+
+    frame = _frame(n=6000, subjects=1200)
+    spec = load_protocol(name)
+    [(_, rest, test)] = folds(frame, spec, seed=1)
+    val_share = spec["val_fraction"] / (1 - spec["test_fraction"])      # as the planner passes it
+    subjects, labels = frame["subject"].to_numpy(), frame["label"].to_numpy()
+    train, val = validation_split(subjects[rest], val_share, 2, True, labels=labels[rest])
+    got = np.array([len(train), len(val), len(test)]) / len(frame)
+    assert np.abs(got - np.array(shares)).max() < 0.01, got
+    assert not set(subjects[rest][val]) & set(subjects[rest][train])

@@ -372,3 +372,29 @@ def test_classification_summary(groups):
     assert s["confusion_matrix"].shape == (8, 8) and s["confusion_matrix"].sum() == t.size
     const = M.classification_summary(t, np.zeros_like(t), None, 8)
     assert math.isnan(const["one_off_fold_std"]) and const["kappa"] == pytest.approx(0.0)
+
+
+def test_decisions_are_the_tested_rules_in_one_call():
+    """metrics.decisions is what every fold, ensemble and re-scored run writes: the same numbers
+    as the three rules called one by one, with the median's tolerance and renormalisation."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(7), size=50).astype(np.float32)      # float32 rows, as a softmax gives
+    v = np.arange(7) * 10.0 + 5
+    got = M.decisions(p, v)
+    assert np.allclose(got["pred_expected"], M.expected_value(p, v))
+    assert np.array_equal(got["pred_argmax"], M.argmax_value(p, v))
+    assert np.array_equal(got["pred_median"], M.posterior_median(p, v))
+    assert np.array_equal(got["pred_class"], p.argmax(1))
+    tie = np.array([[0.1, 0.2, 0.2, 0.5]])                          # cumulative 0.1 + 0.2 + 0.2 reaches 0.5
+    assert M.decisions(tie, [1, 2, 3, 4])["pred_median"][0] == 3
+
+
+def test_expected_value_torch_is_the_numpy_rule_and_differentiable():
+    import torch
+
+    logits = torch.randn(5, 4, requires_grad=True)
+    v = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    e = M.expected_value_torch(torch.softmax(logits, 1), v)
+    assert np.allclose(e.detach().numpy(), M.expected_value(torch.softmax(logits, 1).detach().numpy(), v.numpy()), atol=1e-6)
+    e.sum().backward()
+    assert logits.grad is not None

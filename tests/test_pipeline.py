@@ -306,3 +306,23 @@ def test_a_configured_label_space_is_used_and_keyed(home):
     assert main(["run", *args, "labels.fgnet=10-20"]) == 2          # FG-NET has ages 0-69
     with pytest.raises(C.ConfigError, match="not an age range A-B"):
         _cfg(home, "labels.imdb=100-0")
+
+
+def test_each_cleaning_rule_keys_only_the_stages_that_read_its_dataset(home):
+    """data.adience_policy retrains the Adience target and leaves IMDB and AgeDB cached;
+    data.imdb_clean.* moves the IMDB stage (and so everything after it), not an AgeDB-only run."""
+    def keys(*extra):
+        return {n.label: n.key for n in P.build(_cfg(home, "stage=imdb,agedb", "target=adience", *extra)).nodes}
+
+    lenient, strict = keys(), keys("data.adience_policy=strict")
+    for stage in ("pretrained → imdb", "pretrained → imdb → agedb"):
+        assert strict[stage] == lenient[stage]
+    targets = [label for label in lenient if "⇒" in label]
+    assert all(strict[t] != lenient[t] for t in targets)
+
+    stricter = keys("data.imdb_clean.min_face_score=2.5")
+    assert stricter["pretrained → imdb"] != lenient["pretrained → imdb"]
+    agedb_only = {n.label: n.key for n in P.build(_cfg(home, "stage=agedb", "target=fgnet")).nodes}
+    moved = {n.label: n.key for n in P.build(_cfg(home, "stage=agedb", "target=fgnet",
+                                                  "data.imdb_clean.age_range=5,90")).nodes}
+    assert moved == agedb_only

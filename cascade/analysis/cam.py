@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from cascade.analysis import common
 from cascade.data.datasets import LabelSpace
+from cascade.metrics import expected_value_torch
 from cascade.models.age_model import AgeModel
 from cascade.report import figures
 
@@ -67,7 +68,7 @@ def gradcam(model: AgeModel, x: torch.Tensor, target: str = "class",
         if target == "class":
             score = F.log_softmax(logits, 1).gather(1, logits.argmax(1, keepdim=True)).sum()
         elif target == "expected":
-            score = (F.softmax(logits, 1) @ torch.as_tensor(values, dtype=torch.float32, device=logits.device)).sum()
+            score = expected_value_torch(F.softmax(logits, 1), torch.as_tensor(values)).sum()
         else:
             score = (pooled ** 2).sum()
         grads, = torch.autograd.grad(score, feats)
@@ -89,7 +90,7 @@ def landmarks(images: np.ndarray, margin: float, min_prob: float) -> tuple[list[
     a face in the (upscaled) image, else "template" (see TEMPLATE)."""
     from PIL import Image
 
-    from cascade.data.faces import detect
+    from cascade.data.face_detect import detect
 
     size = images.shape[1]
     scale = max(1.0, DETECT_SIDE / size)

@@ -202,7 +202,7 @@ def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:
         return [(b, None) for b in boxes]
     if crop["mode"] == "none":
         return [(None, None)] * len(images)
-    from cascade.data.faces import detect_boxes, resolve_box
+    from cascade.data.face_detect import detect_boxes, resolve_box
 
     found = detect_boxes(images, min_prob=crop["min_prob"], select=crop.get("select", "central"))
     return [resolve_box(b, crop["no_face"]) for b in found]

@@ -57,6 +57,19 @@ def dataset_root(cfg: dict, name: str, home: Path) -> Path:
     return demo_suite(home, cfg["data"]["synth"]["scale"], cfg["data"]["synth"]["seed"]) / base
 
 
+def cleaning_settings(cfg: dict, name: str) -> dict:
+    """The `data.*` cleaning rules the loader of dataset `name` applies (empty for a loader
+    without settable rules).  Each stage's key holds its own dataset's rules and no other's, so
+    changing `data.adience_policy` retrains Adience targets and leaves IMDB and AgeDB cached."""
+    loader = DATASETS[name][0]
+    if loader == "adience":
+        return {"policy": cfg["data"]["adience_policy"]}
+    if loader in ("imdb", "wiki"):
+        rules = cfg["data"]["imdb_clean"]
+        return {"min_face_score": float(rules["min_face_score"]), "age_range": tuple(rules["age_range"])}
+    return {}
+
+
 def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -> DatasetTable:
     """Parse and clean one dataset with its registered loader; optionally subsample it.
     `require_files=False` reads the metadata alone (inspecting a listing without the images)."""
@@ -66,8 +79,7 @@ def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -
     options = dict(options)
     if not require_files and "require_files" in options_of(loader):
         options["require_files"] = False
-    if loader == "adience":
-        options["policy"] = cfg["data"]["adience_policy"]
+    options.update(cleaning_settings(cfg, name))
     table = load(loader, dataset_root(cfg, name, home), **options)
     table.name = name
     spec = cfg["labels"].get(name)

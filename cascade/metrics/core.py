@@ -33,7 +33,7 @@ from scipy import stats
 
 __all__ = [
     # decision rules
-    "expected_value", "argmax_value", "posterior_median",
+    "expected_value", "argmax_value", "posterior_median", "decisions", "expected_value_torch",
     # age regression
     "absolute_errors", "mae_pooled", "median_ae_images", "per_fold_table", "per_fold_mae",
     "mae_fold_mean", "fold_mae_quartiles", "mean_std", "fold_mean_std", "t_interval",
@@ -189,6 +189,23 @@ def posterior_median(probs, values) -> np.ndarray | float:
     idx = np.argmax(cdf >= 0.5 - 1e-9, axis=1)
     out = v[idx]
     return float(out[0]) if single else out
+
+
+def decisions(probs, values) -> dict[str, np.ndarray]:
+    """Every decision rule of a batch of class posteriors ``(n, K)``, as the columns a fold's
+    prediction file stores: ``pred_expected``, ``pred_argmax``, ``pred_median`` and the argmax
+    class index ``pred_class``.  One validation and renormalisation serves all four, so a fold,
+    an ensemble and a re-scored run compute the same numbers from the same probabilities."""
+    p, v, _ = _probs(np.atleast_2d(probs), values)
+    return {"pred_expected": expected_value(p, v), "pred_argmax": argmax_value(p, v),
+            "pred_median": posterior_median(p, v), "pred_class": np.argmax(p, axis=1)}
+
+
+def expected_value_torch(probs, values):
+    """:func:`expected_value` on torch tensors, differentiable and on the tensors' device: the
+    training-time form (validation MAE, the mean-variance loss, Grad-CAM of the expected age).
+    ``probs`` ``(n, K)`` are softmax outputs; ``values`` ``(K,)`` is moved to their device."""
+    return probs @ values.to(device=probs.device, dtype=probs.dtype)
 
 
 # --------------------------------------------------------------------------- age regression

@@ -8,8 +8,7 @@ subprocess (`autosklearn_driver.py`) that exchanges only arrays and JSON.
 
 `cascade regress --setup-engine autosklearn` builds it once under
 `$CASCADE_HOME/engines/autosklearn-0.15.0` (`regress.engine_env=` elsewhere).  With a wheel
-cache (`regress.find_links=`, default `../shared/wheels/autosklearn-cp311` beside the repository
-when it exists) it takes about 20 s; without one, scikit-learn 0.24, ConfigSpace and pyrfr are
+cache (`regress.find_links=DIR`, a setting: the package guesses no path) it takes about 20 s; without one, scikit-learn 0.24, ConfigSpace and pyrfr are
 compiled (about 25 min on 2 cores; pyrfr needs `swig`).  Nothing is installed as a side effect of
 a regression run: a missing environment is an error naming this command.
 """
@@ -41,14 +40,14 @@ def env_dir(cfg: dict) -> Path:
 
 
 def find_links(cfg: dict) -> Path | None:
+    """The wheel cache `regress.find_links` names (None: none given, compile)."""
     given = cfg["regress"]["find_links"]
-    if given:
-        path = Path(given).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"regress.find_links={given}: folder does not exist")
-        return path
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "wheels" / "autosklearn-cp311"
-    return default if default.is_dir() else None
+    if not given:
+        return None
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"regress.find_links={given}: folder does not exist")
+    return path
 
 
 def python(cfg: dict) -> Path:

@@ -18,7 +18,8 @@ import numpy as np
 from cascade.regress.engine_env import EngineError
 
 
-def _sklearn(name: str, seed: int):
+def _sklearn(name: str, params: dict, seed: int):
+    """The scikit-learn engine `name` with its `regress.sklearn.<name>` hyper-parameters."""
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
@@ -26,12 +27,13 @@ def _sklearn(name: str, seed: int):
     from sklearn.svm import SVR
 
     if name == "ridge":      # the regularisation chosen per fold by efficient leave-one-out
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15)))
+        lo, hi = np.log10(params["alpha_min"]), np.log10(params["alpha_max"])
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(lo, hi, params["n_alphas"])))
     if name == "svr":
-        return make_pipeline(StandardScaler(), SVR(C=10.0, epsilon=1.0))
+        return make_pipeline(StandardScaler(), SVR(**params))
     if name == "gbr":
-        return GradientBoostingRegressor(random_state=seed)
-    return RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1)
+        return GradientBoostingRegressor(**params, random_state=seed)
+    return RandomForestRegressor(**params, random_state=seed, n_jobs=1)
 
 
 SKLEARN_ENGINES = ("ridge", "svr", "gbr", "rf")
@@ -51,8 +53,9 @@ def spec(cfg: dict) -> dict:
                             "memory_mb": r["memory_mb"], "metric": r["metric"]},
                 "env": str(env)}
     import sklearn
+    params = r["sklearn"][r["engine"]]
     return {"name": r["engine"], "version": f"scikit-learn {sklearn.__version__}", "budget": "–",
-            "options": repr(_sklearn(r["engine"], 0))}
+            "params": params, "options": repr(_sklearn(r["engine"], params, 0))}
 
 
 def fit_predict(engine: dict, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int,
@@ -63,7 +66,7 @@ def fit_predict(engine: dict, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, 
         return _autosklearn(engine, X, y, X_test, seed, work, threads)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(threads):
-        model = _sklearn(engine["name"], seed).fit(X, y)
+        model = _sklearn(engine["name"], engine["params"], seed).fit(X, y)
         pred = model.predict(X_test)
     description = {"engine": engine["version"], "model": repr(model)}
     alpha = getattr(model[-1], "alpha_", None) if hasattr(model, "__getitem__") else None

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cascade import metrics as M
 from cascade.config import backbone_settings
 from cascade.data.cache import prepare
 from cascade.data.datasets import LabelSpace, crop_settings
@@ -275,13 +276,11 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
          pd.DataFrame(val_probs, columns=[f"p{i}" for i in range(val_probs.shape[1])])], axis=1).to_csv(index=False))
     probs = predict_proba(model, images, job.test, device(job.cfg), features=feats)
     values = job.labels.values
-    cum = probs.cumsum(1)
     frame = pd.DataFrame({
         "row": job.test, "subject": job.subjects[job.test], "fold": job.name,
         "true_class": job.targets[job.test], "true_value": values[job.targets[job.test]],
         "true_age": job.ages[job.test] if job.ages is not None else np.nan,
-        "pred_expected": probs @ values, "pred_argmax": values[probs.argmax(1)],
-        "pred_median": values[(cum >= 0.5).argmax(1)], "pred_class": probs.argmax(1),
+        **M.decisions(probs, values),
         # image-blind baselines from the fold's training labels: every table shows how far the
         # model is above "predict the mean age" / "predict the commonest group"
         "base_mean": float(values[job.targets[job.train]].mean()),

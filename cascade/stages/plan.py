@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from cascade import config as C
-from cascade.data.datasets import crop_settings, open_dataset
+from cascade.data.datasets import cleaning_settings, crop_settings, open_dataset
 from cascade.data.records import DatasetTable
 from cascade.models import weights as W
 from cascade.protocols import load_protocol
@@ -22,7 +22,10 @@ from cascade.store import StageDir, stable_hash
 #: default demo's FG-NET LOPO has such a fold), and a fold with a single training subject gets no
 #: validation share instead of an image split of that subject (protocols.validation_split);
 #: protocol splits and the max_images subsample draw from `split_seed`, not the training seed.
-TRAINER_VERSION = 4
+#: 5: one implementation of the decision rules (metrics.decisions: posteriors renormalised, the
+#: median's 1e-9 tolerance) writes every fold's prediction columns; IMDB / WIKI cleaning rules
+#: and the Adience label policy are keyed only by the stages that read those datasets.
+TRAINER_VERSION = 5
 
 
 @dataclasses.dataclass
@@ -56,8 +59,7 @@ def _shared_settings(cfg: dict) -> dict:
     """Settings every trained node depends on besides its own stage parameters."""
     bb = C.backbone_settings(cfg)
     return {"backbone": cfg["backbone"], "input_size": bb["input_size"], "head": cfg["head"],
-            "augment": cfg["augment"], "seed": cfg["seed"],
-            "adience_policy": cfg["data"]["adience_policy"], "trainer": TRAINER_VERSION}
+            "augment": cfg["augment"], "seed": cfg["seed"], "trainer": TRAINER_VERSION}
 
 
 def _amp(cfg: dict) -> bool:
@@ -108,6 +110,8 @@ def build(cfg: dict) -> Plan:
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": stable_hash(table(stage).manifest_records()),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
+        if cleaning := cleaning_settings(cfg, C.stage_params(cfg, stage, "full")["dataset"]):
+            info["cleaning"] = cleaning            # only the rules of the dataset this stage reads
         if kind == "target":
             info["protocol"] = load_protocol(params["protocol"])
             info["split_seed"] = cfg["split_seed"]

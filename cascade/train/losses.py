@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from cascade.metrics import expected_value_torch
+
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -36,7 +38,7 @@ def mean_variance(logits: torch.Tensor, target: torch.Tensor, values: torch.Tens
                   lambda_mean: float = 0.2, lambda_var: float = 0.05, **_) -> torch.Tensor:
     """Mean-variance loss (Pan et al. 2018): CE + λ1·½(E[age] − y)² + λ2·Var[age]."""
     p = F.softmax(logits, 1)
-    mean = p @ values
+    mean = expected_value_torch(p, values)
     var = (p * (values.unsqueeze(0) - mean.unsqueeze(1)) ** 2).sum(1)
     y = values[target]
     return F.cross_entropy(logits, target, reduction="none") + lambda_mean * 0.5 * (mean - y) ** 2 \

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cascade.metrics import expected_value_torch
 from cascade.models.age_model import AgeModel
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train import balance as B
@@ -278,6 +279,6 @@ def _validate(model, split, forward, targets, values, loss_fn, device) -> tuple[
         logits = forward(rows, "val", pos).float()
         t = targets[rows].to(device)
         loss += float(loss_fn(logits, t, values.to(device)).sum())
-        expected = F.softmax(logits, 1) @ values.to(device)
+        expected = expected_value_torch(F.softmax(logits, 1), values)
         err += float((expected - values.to(device)[t]).abs().sum())
     return loss / len(split.val), err / len(split.val)

@@ -21,7 +21,7 @@ unchanged:
                like ``imdb/`` with its own persons.
 =============  ===========================================================================
 
-All subjects are drawn from one rendering model (``faces.py``), so what a network learns on the
+All subjects are drawn from one rendering model (``render.py``), so what a network learns on the
 IMDB-like set transfers to the small FG-NET-like target.
 
 Counts: every dataset's size is ``scaled(BASE_COUNTS[ds][key], scale, MIN_COUNTS[ds][key])`` with
@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image
 
 from cascade.data.records import SYNTHETIC_MARKER
-from cascade.data.synth.faces import Identity, render_background, render_face, render_face_wh, render_scene
+from cascade.data.synth.render import Identity, render_background, render_face, render_face_wh, render_scene
 
 __all__ = ["write_suite", "suite_counts", "scaled", "BASE_COUNTS", "MIN_COUNTS", "NOISE", "DATASETS",
            "JPEG_QUALITY", "SUITE_VERSION", "ADIENCE_HEADER", "ADIENCE_GROUPS"]
@@ -646,7 +646,7 @@ def _marker_text(ds: str | None, seed: int, scale: float) -> str:
         "SYNTHETIC DATA - procedurally generated demo data, not real faces.\n\n"
         f"This is {where} of the synthetic face-aging suite written by cascade.data.synth "
         f"(version {SUITE_VERSION}) with seed={seed} scale={scale!r}.\n"
-        "Every face was drawn by a procedural renderer (cascade/data/synth/faces.py); the files mimic\n"
+        "Every face was drawn by a procedural renderer (cascade/data/synth/render.py); the files mimic\n"
         "the on-disk formats of IMDB-WIKI, AgeDB, FG-NET, Adience and UTKFace so that the real loaders\n"
         "read them unchanged.  Numbers computed on this data demonstrate the harness only: they are not\n"
         "comparable with results on the real datasets.  Regenerate with\n"

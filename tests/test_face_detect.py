@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cascade.data import faces
+from cascade.data import face_detect
 from cascade.data.cache import decode_rgb, square_box
 
 from conftest import REFERENCE
@@ -26,14 +26,14 @@ def _reference(sub: str) -> list[Image.Image]:
 def agedb():
     """(images, detections) of the 41 real AgeDB images, detected once for the module."""
     images = _reference("agedb")
-    return images, faces.detect(images)
+    return images, face_detect.detect(images)
 
 
 @pytest.fixture(scope="module")
 def adience():
     """(images, detections) of the 19 real Adience aligned crops."""
     images = _reference("adience")
-    return images, faces.detect(images)
+    return images, face_detect.detect(images)
 
 
 # Measured with min_prob=0.9: AgeDB 41/41, Adience 18/19 (the miss is a washed-out, low-contrast
@@ -83,12 +83,12 @@ def test_batched_detection_keeps_input_order(adience):
     small = images[same[0]].resize((150, 150))
     tiny = Image.new("RGB", (12, 12))
     batch = [images[same[0]], blank, small, tiny, images[same[1]]]
-    got = faces.detect(batch, batch=2)
+    got = face_detect.detect(batch, batch=2)
     assert got[1] is None and got[3] is None
     assert got[2] is not None
     for g, i in zip((got[0], got[4]), same):
         assert np.allclose(g.box, dets[i].box, atol=1.0) and abs(g.prob - dets[i].prob) < 1e-3
-    boxes = faces.detect_boxes(batch, batch=2)
+    boxes = face_detect.detect_boxes(batch, batch=2)
     assert [b is None for b in boxes] == [g is None for g in got]
     assert boxes[0] == got[0].box
 
@@ -99,8 +99,8 @@ def test_blank_and_noise_images_have_no_face():
     noise = Image.fromarray(rng.integers(0, 256, (160, 200, 3), dtype=np.uint8))
     blank = Image.new("RGB", (200, 160), (255, 255, 255))
     gray = Image.new("L", (120, 120), 40)                     # not RGB: converted for MTCNN
-    assert faces.detect_boxes([noise, blank, gray]) == [None, None, None]
-    assert faces.detect([]) == []
+    assert face_detect.detect_boxes([noise, blank, gray]) == [None, None, None]
+    assert face_detect.detect([]) == []
 
 
 def _boxes(*rows):
@@ -115,33 +115,33 @@ def test_choice_among_faces():
     boxes, probs = _boxes((0, 0, 60, 60, 0.999),          # corner, most confident
                           (70, 70, 130, 130, 0.998),      # centred, same size
                           (0, 0, 200, 200, 0.5))          # huge but below the threshold
-    assert faces._choose(boxes, probs, pts, 0.9, size, "probability").box == (0, 0, 60, 60)
-    assert faces._choose(boxes, probs, pts, 0.9, size, "central").box == (70, 70, 130, 130)
-    assert faces._choose(boxes, probs, pts, 0.9999, size, "central") is None
-    assert faces._choose(boxes, probs, pts, 0.4, size, "probability").box == (0, 0, 60, 60)
+    assert face_detect._choose(boxes, probs, pts, 0.9, size, "probability").box == (0, 0, 60, 60)
+    assert face_detect._choose(boxes, probs, pts, 0.9, size, "central").box == (70, 70, 130, 130)
+    assert face_detect._choose(boxes, probs, pts, 0.9999, size, "central") is None
+    assert face_detect._choose(boxes, probs, pts, 0.4, size, "probability").box == (0, 0, 60, 60)
     tie_boxes, tie_probs = _boxes((0, 0, 40, 40, 1.0), (100, 100, 190, 190, 1.0))
-    assert faces._choose(tie_boxes, tie_probs, pts[:2], 0.9, size, "probability").box == \
+    assert face_detect._choose(tie_boxes, tie_probs, pts[:2], 0.9, size, "probability").box == \
         (100, 100, 190, 190)
-    assert faces._choose(None, [None], None, 0.9, size) is None
+    assert face_detect._choose(None, [None], None, 0.9, size) is None
     with pytest.raises(ValueError, match="selection"):
-        faces.detect([Image.new("RGB", (40, 40))], select="largest")
+        face_detect.detect([Image.new("RGB", (40, 40))], select="largest")
 
 
 def test_no_face_policies():
     box = (10.0, 20.0, 50.0, 70.0)
-    assert faces.NO_FACE_POLICIES == ("quarantine", "centre")
-    for policy in faces.NO_FACE_POLICIES:
-        assert faces.resolve_box(box, policy) == (box, None)
-    assert faces.resolve_box(None, "quarantine") == (None, "no face detected (MTCNN)")
-    assert faces.resolve_box(None, "centre") == (None, None)
+    assert face_detect.NO_FACE_POLICIES == ("quarantine", "centre")
+    for policy in face_detect.NO_FACE_POLICIES:
+        assert face_detect.resolve_box(box, policy) == (box, None)
+    assert face_detect.resolve_box(None, "quarantine") == (None, "no face detected (MTCNN)")
+    assert face_detect.resolve_box(None, "centre") == (None, None)
     # "centre": the caller's square_box(None, ...) is the centred square of the image
     assert square_box(None, 300, 200, 0.4) == (50, 0, 250, 200)
     with pytest.raises(ValueError, match="policy"):
-        faces.resolve_box(None, "keep")
+        face_detect.resolve_box(None, "keep")
 
 
 def test_missing_facenet_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(faces, "_MODELS", {})
+    monkeypatch.setattr(face_detect, "_MODELS", {})
     monkeypatch.setitem(sys.modules, "facenet_pytorch", None)     # import raises ImportError
     with pytest.raises(ImportError, match=r"pip install facenet-pytorch==2\.5\.3"):
-        faces.detect([Image.new("RGB", (64, 64))])
+        face_detect.detect([Image.new("RGB", (64, 64))])

@@ -8,7 +8,7 @@ from cascade import config as C
 from cascade.cli import main
 from cascade.models import AgeModel
 from cascade.models.backbones import Backbone, Preprocessing
-from cascade.stages import cost
+from cascade.stages import estimate
 from cascade.stages import plan as P
 
 from conftest import FAST
@@ -17,7 +17,7 @@ from conftest import FAST
 def test_forward_flops_equal_the_layers_arithmetic():
     body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False))
     model = AgeModel(Backbone(body, 4, Preprocessing()), 5, [8])
-    train, forward = cost.model_flops(model, 10)
+    train, forward = estimate.model_flops(model, 10)
     conv = 2 * 3 * 3 * 3 * 4 * 10 * 10                     # multiply-adds x 2 per output value
     linear = 2 * 4 * 8 + 2 * 8 * 5
     assert forward == conv + linear
@@ -27,7 +27,7 @@ def test_forward_flops_equal_the_layers_arithmetic():
 def test_work_follows_the_plan(home):
     cfg = C.load(FAST + [f"home={home}", "stage=imdb", "target=fgnet"])
     plan = P.build(cfg)
-    work = {w.label: w for w in cost.plan_work(plan)}
+    work = {w.label: w for w in estimate.plan_work(plan)}
     imdb = plan.nodes[1]
     n, p = len(plan.tables["imdb"]), imdb.params
     n_val = round(n * p["val_fraction"])
@@ -37,16 +37,16 @@ def test_work_follows_the_plan(home):
     assert lopo.folds == 82 and lopo.train_images > 0
     assert work["pretrained ⇒ fgnet"].train_images == 0                 # mode a: cached body features
     assert work["pretrained ⇒ fgnet"].eval_images == len(plan.tables["fgnet"])
-    more = {w.label: w for w in cost.plan_work(P.build(C.load(FAST + [f"home={home}", "stage=imdb",
+    more = {w.label: w for w in estimate.plan_work(P.build(C.load(FAST + [f"home={home}", "stage=imdb",
                                                                         "target=fgnet", "train.epochs=4"])))}
     assert more[imdb.label].train_images == 2 * work[imdb.label].train_images   # FAST: 2 epochs
 
 
 def test_gpu_hours_are_flops_over_priced_throughput(home):
     plan = P.build(C.load(FAST + [f"home={home}", "stage=imdb", "target=fgnet"]))
-    est = cost.estimate(plan, [1, 2], ["a100", "gtx1080ti"], measure=False)
+    est = estimate.estimate(plan, [1, 2], ["a100", "gtx1080ti"], measure=False)
     total = sum(r["TFLOPs"] for r in est["rows"]) * 1e12
-    assert est["gpu_hours"]["a100"] == pytest.approx(total / (312e12 * cost.MFU) / 3600)
+    assert est["gpu_hours"]["a100"] == pytest.approx(total / (312e12 * plan.cfg['plan']['utilisation']) / 3600)
     assert est["gpu_hours"]["gtx1080ti"] > est["gpu_hours"]["a100"]
     assert not est["cpu_hours_by_jobs"]
 

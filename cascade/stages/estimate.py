@@ -8,8 +8,8 @@ forward per image).  Work is priced two ways:
 
 * FLOPs per image, counted on the real model at its input size with
   `torch.utils.flop_counter.FlopCounterMode` (forward, and forward + backward), divided by a GPU
-  class's peak dense tensor throughput times an assumed utilisation (`MFU`, stated in the
-  output) -> GPU-hours;
+  class's peak dense tensor throughput times an assumed utilisation (`plan.gpus` and
+  `plan.utilisation` in defaults.yaml, stated in the output) -> GPU-hours;
 * this machine's measured images/s for a training step and a forward pass, at 1 thread and at
   all cores -> CPU hours, and how folds in parallel (`--jobs`, cores / jobs threads each) scale.
 
@@ -31,12 +31,6 @@ from cascade.data.datasets import LabelSpace
 from cascade.models import AgeModel, build_backbone
 from cascade.protocols import folds as protocol_folds
 from cascade.stages.plan import Plan
-
-#: Peak dense 16-bit tensor throughput (vendor data sheets, TFLOP/s; the GTX 1080 Ti of the
-#: thesis has no tensor cores: its FP32 peak).
-GPUS = {"gtx1080ti": 11.3, "v100": 125.0, "a100": 312.0, "h100": 989.0, "h200": 989.0}
-#: Assumed model-FLOPs utilisation of a CNN fine-tuning step on those GPUs.
-MFU = 0.35
 
 
 @dataclasses.dataclass
@@ -162,7 +156,8 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True)
              "TFLOPs": w.flops(train_flops, eval_flops) / 1e12,
              **({"CPU h (1 job)": cpu_seconds(w, cores) / 3600} if rates else {})} for w in work]
     total_flops = sum(w.flops(train_flops, eval_flops) for w in work)
-    gpu_hours = {g: total_flops / (GPUS[g] * 1e12 * MFU) / 3600 for g in gpus}
+    peak, mfu = cfg["plan"]["gpus"], cfg["plan"]["utilisation"]
+    gpu_hours = {g: total_flops / (peak[g] * 1e12 * mfu) / 3600 for g in gpus}
     scaling = {}
     if rates:
         for j in jobs:

@@ -1,6 +1,7 @@
 """`cascade ensemble RUN RUN ...`: average the class probabilities of finished runs over the
 same test images and report the ensemble beside its members (e.g. the VGG-19 + ResNet ensemble
-of ../shared/papers/003_27229cee134be5db.txt).
+of ../shared/papers/003_27229cee134be5db.txt), or a stacked meta-model (`--stack`: an MLP with
+the `ensemble.*` settings, trained per fold on the members' validation probabilities).
 
 Why the checks: an average is only meaningful over the same images, folds and classes; members
 that differ in any of them are refused with what differs, never silently aligned.
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cascade import metrics as M
 from cascade import runtime
+from cascade.data.datasets import LabelSpace
 from cascade.report.tables import data_line, finished_plans, row_metrics, target_predictions, write_tables
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
@@ -35,13 +38,11 @@ def _columns(labels: dict) -> list[str]:
 def with_probabilities(frame: pd.DataFrame, probs: np.ndarray, labels: dict) -> pd.DataFrame:
     """`frame` (one row per test image) with new class probabilities and the decision rules
     (expected value, argmax, posterior median) recomputed from them, as a fold writes them."""
-    values = (np.asarray(labels["lo"], float) + np.asarray(labels["hi"], float)) / 2
+    values = LabelSpace(tuple(labels["lo"]), tuple(labels["hi"])).values
     out = frame.copy()
     out[_columns(labels)] = probs
-    out["pred_expected"] = probs @ values
-    out["pred_class"] = probs.argmax(1)
-    out["pred_argmax"] = values[out["pred_class"]]
-    out["pred_median"] = values[(probs.cumsum(1) >= 0.5).argmax(1)]
+    for column, decided in M.decisions(probs, values).items():
+        out[column] = decided
     return out
 
 
@@ -52,7 +53,8 @@ def average(preds: list[pd.DataFrame], labels: dict) -> pd.DataFrame:
     return with_probabilities(first, mean, labels)
 
 
-def stack(preds: list[pd.DataFrame], vals: list[pd.DataFrame], labels: dict, seed: int) -> pd.DataFrame:
+def stack(preds: list[pd.DataFrame], vals: list[pd.DataFrame], labels: dict, seed: int,
+          meta: dict) -> pd.DataFrame:
     """The stacked meta-model of ../shared/papers/003: per fold, an MLP trained on the members'
     concatenated class probabilities for the fold's validation images (never its test images)
     predicts the test images from the members' test probabilities."""
@@ -70,7 +72,8 @@ def stack(preds: list[pd.DataFrame], vals: list[pd.DataFrame], labels: dict, see
         if len(np.unique(y)) < 2:          # nothing to learn from: the members' average
             out[rows] = test[rows].reshape(rows.sum(), len(preds), k).mean(1)
             continue
-        mlp = MLPClassifier(hidden_layer_sizes=(32,), max_iter=2000, random_state=seed).fit(val_x[train], y)
+        mlp = MLPClassifier(hidden_layer_sizes=tuple(meta["hidden"]), max_iter=meta["max_iter"],
+                            random_state=seed).fit(val_x[train], y)
         out[np.ix_(rows, mlp.classes_)] = mlp.predict_proba(test[rows])
     return with_probabilities(first, out, labels)
 
@@ -98,7 +101,9 @@ def check_aligned(members: list[tuple[str, pd.DataFrame, dict, P.Plan]]) -> None
             raise ValueError(f"ensemble: {name} and {name0} disagree on the true labels")
 
 
-def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str, Path]:
+def ensemble(runs: list[str], out_dir: Path, stacked: bool, meta: dict) -> tuple[str, Path]:
+    """The members' table with their average (and, `stacked`, the meta-model `meta`: the
+    `ensemble.*` settings) under `out_dir/ensemble-<hash>/`."""
     if len(runs) < 2:
         raise ValueError("cascade ensemble needs at least two finished runs")
     members = [member(Path(r)) for r in runs]
@@ -114,7 +119,7 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
         if any(not v[["fold", "row"]].equals(vals[0][["fold", "row"]]) for v in vals[1:]):
             raise ValueError("ensemble --stack: the members validated on other images (other seeds or "
                              "val_fraction); stacking needs the same validation images")
-        stacked_pred = stack([m[1] for m in members], vals, labels, seed)
+        stacked_pred = stack([m[1] for m in members], vals, labels, seed, meta)
         rows.append({"configuration": f"ensemble: stacked MLP on {len(members)} members' validation "
                                       f"probabilities", "members": len(members),
                      **row_metrics(stacked_pred, labels, seed, tol)})
@@ -125,15 +130,16 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool = False) -> tuple[str
               f"the same {table['folds'].iloc[0]} folds and {table['images'].iloc[0]} test images for every member",
               data_line(synthetic),
               "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
-              "argmax) applied to the average" + ("; stacked: per fold an MLP (32 hidden units) trained on the "
-              "members' probabilities for the fold's validation images" if stacked else ""),
+              "argmax) applied to the average" + (f"; stacked: per fold an MLP (hidden units {meta['hidden']}, at most "
+              f"{meta['max_iter']} iterations) trained on the members' probabilities for the fold's validation "
+              f"images" if stacked else ""),
               *[f"Member {name}: seed {m.cfg['seed']}, weights {m.nodes[0].info['weights']}"
                 for name, _, _, m in members]]
-    rid = "ensemble-" + stable_hash([sorted(Path(r).name for r in runs), stacked], 8)
+    rid = "ensemble-" + stable_hash([sorted(Path(r).name for r in runs), stacked, meta if stacked else None], 8)
     folder = Path(out_dir) / rid
     md = write_tables(folder, "Ensemble", table, header, "Ensemble")
     atomic_write_text(folder / "predictions.csv", ens.to_csv(index=False))
     atomic_write_json(folder / "run.json", {"command": "ensemble", "runs": [str(r) for r in runs],
-                                            "stacked": stacked, "header": header,
+                                            "stacked": stacked, "meta_model": meta, "header": header,
                                             "environment": runtime.fingerprint(members[0][3].cfg)})
     return md, folder
