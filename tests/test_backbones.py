@@ -9,7 +9,8 @@ from cascade.models import BACKBONES, AgeModel, build_backbone
 from cascade.train.trainer import predict_proba
 
 #: Smallest input each backbone accepts comfortably (mobilefacenet: its fixed 112x96 geometry).
-SIZES = {"demo": 24, "vgg16": 32, "resnet50": 64, "senet50": 64, "mobilefacenet": 112,
+SIZES = {"demo": 24, "vgg16": 32, "resnet50": 64, "senet50": 64, "resnet50_keras": 64, "senet50_keras": 64,
+         "mobilefacenet": 112,
          "inception_resnet_v1": 80, "timm:resnet18": 32}
 
 

@@ -60,12 +60,14 @@ def demo_cnn(widths: tuple[int, ...] = (16, 32, 64, 96)) -> Backbone:
 
 
 def vgg16() -> Backbone:
-    """VGG-16 conv stack (torchvision layout, 13 conv layers).  VGGFace2 conversions are RGB-
-    or BGR-ordered Caffe weights; the default source's preprocessing is recorded with it."""
+    """VGG-16 conv stack (torchvision layout, 13 conv layers; Keras's VGG-16 computes the same).
+    Its face-recognition weights are VGG-Face's (Parkhi et al. 2015; VGG-16 was never released
+    trained on VGGFace2), so the fallback preprocessing is VGG-Face's mean; an imported file's
+    own (keras-vggface BGR, or the dag conversion's RGB) is recorded with it and wins."""
     from torchvision.models import vgg16 as tv_vgg16
 
     body = tv_vgg16(weights=None).features
-    return Backbone(body, 512, Preprocessing("RGB", 1.0, (131.0912, 103.8827, 91.4953), (1.0, 1.0, 1.0)))
+    return Backbone(body, 512, Preprocessing("RGB", 1.0, (129.1863, 104.7624, 93.5940), (1.0, 1.0, 1.0)))
 
 
 def timm_backbone(name: str) -> Backbone:
@@ -102,6 +104,8 @@ BACKBONES: dict[str, Callable[[], Backbone]] = {
     "vgg16": vgg16,
     "resnet50": _lazy("cascade.models.vggface2", "resnet50_vggface2"),
     "senet50": _lazy("cascade.models.vggface2", "senet50_vggface2"),
+    "resnet50_keras": _lazy("cascade.models.vggface2", "resnet50_keras"),
+    "senet50_keras": _lazy("cascade.models.vggface2", "senet50_keras"),
     "mobilefacenet": _lazy("cascade.models.mobilefacenet", "mobilefacenet"),
     "inception_resnet_v1": _lazy("cascade.models.facenet", "inception_resnet_v1"),
 }

@@ -29,6 +29,8 @@ Formats (`IMPORTERS`):
                 this module if present, else it must be given.
 
   mobilefacenet-ckpt, facenet-pt   cascade.models.mobilefacenet / .facenet's importers.
+  keras-h5      keras-vggface 0.6's `rcmalli_vggface_tf_[notop_]{vgg16,resnet50,senet50}.h5` (the
+                thesis's), into vgg16 / resnet50_keras / senet50_keras: cascade.models.keras_h5.
 
 An importer is `(path, backbone) -> (tensors, preprocessing)` — the body state dict and the
 source's preprocessing (None: unknown) — or `Converted(tensors, preprocessing, dropped)`, which
@@ -270,6 +272,7 @@ IMPORTERS: dict[str, Importer] = {
     "safetensors": import_safetensors,
     "mobilefacenet-ckpt": _lazy("cascade.models.mobilefacenet", "import_mobilefacenet"),
     "facenet-pt": _lazy("cascade.models.facenet", "import_facenet"),
+    "keras-h5": _lazy("cascade.models.keras_h5", "import_keras_h5"),
 }
 
 
@@ -374,6 +377,9 @@ def import_weights(file: Path, fmt: str, name: str, backbone: str | None, home: 
     if not _NAME.fullmatch(name) or name.endswith(".safetensors") or name in ("none", "default"):
         raise ValueError(f"weights name {name!r}: use letters, digits, '.', '_', '-' (it becomes "
                          f"<home>/weights/<name>.safetensors)")
+    if backbone is None and fmt == "keras-h5":          # the file's layers say which network it is
+        from cascade.models import keras_h5
+        backbone = keras_h5.detect(keras_h5.read(file)[0])
     backbone = backbone or _guess_backbone(file, name)
     bb: Backbone = build_backbone(backbone)
     target = Path(home).expanduser() / "weights" / f"{name}.safetensors"

@@ -29,6 +29,14 @@ Names inside the body (state-dict keys):
 The body returns the layer4 feature map (N, 2048, h, w); pooling and the head are the age model's.
 Preprocessing of these weights: BGR pixels in 0..255 minus the BGR mean (91.4953, 103.8827,
 131.0912) from the authors' `resnet50_ft.prototxt`, no scaling.
+
+The Keras variants (`resnet50_keras`, `senet50_keras`: the keras-vggface 0.6 models whose `.h5`
+releases the thesis used, see cascade.models.keras_h5) have the same names and shapes but compute
+what Keras computes: the 7x7 / stride-2 stem conv with `padding='same'` pads TensorFlow's way
+(total max((ceil(n/2) - 1) * 2 + 7 - n, 0), the odd pixel at the bottom / right: 2 and 3 at
+224 px, where a symmetric padding of 3 would shift every map by half a pixel); the stem max-pool
+is Keras's 'valid' 3x3 / 2 with floor rounding (224 px -> 112 -> 55, not 56); BatchNorm eps is
+Keras's 1e-3 for ResNet-50 and keras-vggface's 1e-4 for SENet-50.
 """
 from __future__ import annotations
 
@@ -46,21 +54,38 @@ LAYERS = (3, 4, 6, 3)
 SE_REDUCTION = 16
 
 
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding of TensorFlow / Keras `padding='same'` along one axis: the output
+    has ceil(size / stride) positions and an odd total goes to the end (bottom / right)."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SamePadConv2d(nn.Conv2d):
+    """A Conv2d that pads as Keras `padding='same'` does (asymmetric when the total is odd),
+    computed from each input's size; parameters named and shaped as a plain Conv2d's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = tf_same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
+        left, right = tf_same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
 class Bottleneck(nn.Module):
     """Caffe-style bottleneck: stride on the first 1x1 conv; optional squeeze-excitation."""
 
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, se: bool = False):
+                 downsample: nn.Module | None = None, se: bool = False, eps: float = 1e-5):
         super().__init__()
         out = planes * self.expansion
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = nn.BatchNorm2d(planes, eps=eps)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = nn.BatchNorm2d(planes, eps=eps)
         self.conv3 = nn.Conv2d(planes, out, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
+        self.bn3 = nn.BatchNorm2d(out, eps=eps)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
@@ -84,16 +109,20 @@ class Bottleneck(nn.Module):
 
 
 class VGGFace2ResNet(nn.Module):
-    """The convolutional body of the VGGFace2 ResNet-50 / SE-ResNet-50 (no avgpool, no fc)."""
+    """The convolutional body of the VGGFace2 ResNet-50 / SE-ResNet-50 (no avgpool, no fc);
+    `keras=True`: the keras-vggface arithmetic (module docstring), `eps` its BatchNorm epsilon."""
 
-    def __init__(self, se: bool = False, layers: tuple[int, ...] = LAYERS):
+    def __init__(self, se: bool = False, layers: tuple[int, ...] = LAYERS, keras: bool = False,
+                 eps: float = 1e-5):
         super().__init__()
         self.inplanes = 64
         self.se = se
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.eps = eps
+        self.conv1 = (SamePadConv2d(3, 64, kernel_size=7, stride=2, bias=False) if keras
+                      else nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False))
+        self.bn1 = nn.BatchNorm2d(64, eps=eps)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=not keras)
         self.layer1 = self._make_layer(64, layers[0], 1)
         self.layer2 = self._make_layer(128, layers[1], 2)
         self.layer3 = self._make_layer(256, layers[2], 2)
@@ -113,10 +142,10 @@ class VGGFace2ResNet(nn.Module):
         if stride != 1 or self.inplanes != out:
             downsample = nn.Sequential(
                 nn.Conv2d(self.inplanes, out, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(out))
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample, self.se)]
+                nn.BatchNorm2d(out, eps=self.eps))
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample, self.se, self.eps)]
         self.inplanes = out
-        layers += [Bottleneck(out, planes, se=self.se) for _ in range(1, blocks)]
+        layers += [Bottleneck(out, planes, se=self.se, eps=self.eps) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,3 +167,19 @@ def resnet50_vggface2() -> Backbone:
 def senet50_vggface2() -> Backbone:
     """SE-ResNet-50 (VGGFace2, Caffe layout, SE reduction 16): 26.0M body parameters."""
     return Backbone(VGGFace2ResNet(se=True), 2048, VGGFACE2_BGR)
+
+
+#: keras-vggface's BatchNorm epsilon per model: Keras's default for ResNet-50, 1e-4 for SENet-50.
+KERAS_BN_EPS = {"resnet50_keras": 1e-3, "senet50_keras": 1e-4}
+
+
+def resnet50_keras() -> Backbone:
+    """ResNet-50 of keras-vggface 0.6 (VGGFace2 weights `rcmalli_vggface_tf_resnet50.h5`): the
+    Caffe layout's names with Keras's arithmetic; input as keras-vggface `preprocess_input`
+    version 2 (BGR minus the VGGFace2 mean)."""
+    return Backbone(VGGFace2ResNet(se=False, keras=True, eps=KERAS_BN_EPS["resnet50_keras"]), 2048, VGGFACE2_BGR)
+
+
+def senet50_keras() -> Backbone:
+    """SE-ResNet-50 of keras-vggface 0.6 (`rcmalli_vggface_tf_senet50.h5`), as `resnet50_keras`."""
+    return Backbone(VGGFace2ResNet(se=True, keras=True, eps=KERAS_BN_EPS["senet50_keras"]), 2048, VGGFACE2_BGR)

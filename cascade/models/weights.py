@@ -16,16 +16,26 @@ from pathlib import Path
 
 from torch import nn
 
+#: Each default weight name: what it is, and the one command that makes it from the public file.
 SOURCES = {
-    "vgg16_vggface2": "VGG-16 trained on VGGFace2 (e.g. the Caffe conversion `vgg16_vggface2.pkl`"
-                      " or `vgg_face_dag.pth`), converted with `cascade weights import`",
-    "resnet50_vggface2": "ResNet-50 VGGFace2 (`resnet50_ft_weight.pkl`, Cao et al. 2018), converted"
-                         " with `cascade weights import`",
-    "senet50_vggface2": "SENet-50 VGGFace2 (`senet50_ft_weight.pkl`), converted with `cascade weights import`",
-    "mobilefacenet_casia": "MobileFaceNet (Xiaoccer/MobileFaceNet_Pytorch `model/best/068.ckpt`), converted"
-                           " with `cascade weights import`",
-    "inception_resnet_v1_vggface2": "facenet-pytorch Inception-ResNet-v1 (`20180402-114759-vggface2.pt`),"
-                                    " converted with `cascade weights import`",
+    "vgg16_vggface": ("VGG-Face's VGG-16 (Parkhi et al. 2015), the thesis's VGG-16",
+                      "cascade weights import rcmalli_vggface_tf_notop_vgg16.h5 --format keras-h5 --name vgg16_vggface"
+                      "  (or: vgg_face_dag.pth --format dag-pth --backbone vgg16)"),
+    "resnet50_keras_vggface2": ("keras-vggface's ResNet-50 (VGGFace2, Cao et al. 2018), the thesis's ResNet-50",
+                                "cascade weights import rcmalli_vggface_tf_notop_resnet50.h5 --format keras-h5 "
+                                "--name resnet50_keras_vggface2"),
+    "senet50_keras_vggface2": ("keras-vggface's SENet-50 (VGGFace2), the thesis's SENet-50",
+                               "cascade weights import rcmalli_vggface_tf_notop_senet50.h5 --format keras-h5 "
+                               "--name senet50_keras_vggface2"),
+    "resnet50_vggface2": ("ResNet-50 VGGFace2 in the Caffe layout (cydonia999's conversion)",
+                          "cascade weights import resnet50_ft_weight.pkl --format vggface2-pkl --name resnet50_vggface2"),
+    "senet50_vggface2": ("SENet-50 VGGFace2 in the Caffe layout (cydonia999's conversion)",
+                         "cascade weights import senet50_ft_weight.pkl --format vggface2-pkl --name senet50_vggface2"),
+    "mobilefacenet_casia": ("MobileFaceNet trained on CASIA-WebFace (Xiaoccer/MobileFaceNet_Pytorch)",
+                            "cascade weights import 068.ckpt --format mobilefacenet-ckpt --name mobilefacenet_casia"),
+    "inception_resnet_v1_vggface2": ("facenet-pytorch's Inception-ResNet-v1 trained on VGGFace2",
+                                     "cascade weights import 20180402-114759-vggface2.pt --format facenet-pt "
+                                     "--name inception_resnet_v1_vggface2"),
 }
 
 
@@ -38,10 +48,11 @@ def resolve(spec: str, default: str, home: Path) -> Path | None:
     if path.suffix != ".safetensors":
         path = Path(home) / "weights" / f"{name}.safetensors"
     if not path.exists():
-        origin = SOURCES.get(name, "a .safetensors file written by `cascade weights import`")
-        raise FileNotFoundError(f"weights {name!r}: expected {path} — {origin}. "
-                                f"Put the file there, pass weights=/path/file.safetensors, "
-                                f"or weights=none for random initialisation.")
+        what, command = SOURCES.get(name, ("a .safetensors file written by `cascade weights import`",
+                                           f"cascade weights import FILE --format F --name {name}"))
+        raise FileNotFoundError(f"weights {name!r}: expected {path} — {what}. Make it once with: {command} "
+                                f"(docs/backbones-and-weights.md lists every file); or pass "
+                                f"weights=/path/file.safetensors, or weights=none for random initialisation.")
     return path
 
 
