@@ -94,6 +94,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "backend": ("auto", "fork", "loky", "dask"),
         "loss": LOSSES,
         "data.adience_policy": ("strict", "lenient"),
+        "data.adience_variant": ("faces", "aligned"),
         "data.crop": ("auto", "box", "mtcnn", "none"),
         "data.no_face": ("quarantine", "centre"),
         "data.face_select": ("central", "probability"),

@@ -314,11 +314,11 @@ def test_each_cleaning_rule_keys_only_the_stages_that_read_its_dataset(home):
     def keys(*extra):
         return {n.label: n.key for n in P.build(_cfg(home, "stage=imdb,agedb", "target=adience", *extra)).nodes}
 
-    lenient, strict = keys(), keys("data.adience_policy=strict")
+    lenient, strict, aligned = keys(), keys("data.adience_policy=strict"), keys("data.adience_variant=aligned")
     for stage in ("pretrained → imdb", "pretrained → imdb → agedb"):
-        assert strict[stage] == lenient[stage]
+        assert strict[stage] == lenient[stage] == aligned[stage]
     targets = [label for label in lenient if "⇒" in label]
-    assert all(strict[t] != lenient[t] for t in targets)
+    assert all(strict[t] != lenient[t] and aligned[t] != lenient[t] for t in targets)
 
     stricter = keys("data.imdb_clean.min_face_score=2.5")
     assert stricter["pretrained → imdb"] != lenient["pretrained → imdb"]
@@ -326,3 +326,21 @@ def test_each_cleaning_rule_keys_only_the_stages_that_read_its_dataset(home):
     moved = {n.label: n.key for n in P.build(_cfg(home, "stage=agedb", "target=fgnet",
                                                   "data.imdb_clean.age_range=5,90")).nodes}
     assert moved == agedb_only
+
+
+def test_the_aligned_adience_release_is_a_setting(home):
+    """data.adience_variant=aligned reads aligned/landmark_aligned_face.* (the thesis's in-plane
+    aligned faces; the demo suite writes both releases), the same rows as `faces`, and says so in
+    the table header."""
+    from cascade.data.datasets import open_dataset
+    from cascade.report.tables import cleaning_line
+
+    faces = open_dataset(_cfg(home), "adience", home)
+    aligned = open_dataset(_cfg(home, "data.adience_variant=aligned"), "adience", home)
+    assert aligned.frame["path"].str.startswith("aligned/").all() and faces.frame["path"].str.startswith("faces/").all()
+    assert len(aligned) == len(faces) and (aligned.frame["subject"].to_numpy() == faces.frame["subject"].to_numpy()).all()
+    assert all((aligned.root / p).is_file() for p in aligned.frame["path"])
+    node = next(n for n in P.build(_cfg(home, "stage=", "target=adience", "data.adience_variant=aligned")).nodes
+                if n.stage == "adience")
+    assert "[policy lenient, variant aligned]" in cleaning_line("adience", aligned, node.info["manifest"],
+                                                                node.info["cleaning"])

@@ -24,7 +24,8 @@ DATASETS = {
     "utkface": ("utkface", {}),
 }
 
-SYNTH_VERSION = 3              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans
+SYNTH_VERSION = 4              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans;
+                               # 4: Adience's aligned/ release beside faces/
 
 
 def demo_suite(home: Path, scale: float, seed: int, progress: bool = True) -> Path:
@@ -63,7 +64,7 @@ def cleaning_settings(cfg: dict, name: str) -> dict:
     changing `data.adience_policy` retrains Adience targets and leaves IMDB and AgeDB cached."""
     loader = DATASETS[name][0]
     if loader == "adience":
-        return {"policy": cfg["data"]["adience_policy"]}
+        return {"policy": cfg["data"]["adience_policy"], "variant": cfg["data"]["adience_variant"]}
     if loader in ("imdb", "wiki"):
         rules = cfg["data"]["imdb_clean"]
         return {"min_face_score": float(rules["min_face_score"]), "age_range": tuple(rules["age_range"])}

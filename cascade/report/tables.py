@@ -102,11 +102,14 @@ def data_line(synthetic: bool) -> str:
             if synthetic else "Data: user-supplied datasets (data.root.*)")
 
 
-def cleaning_line(name: str, table, manifest: str | None = None) -> str:
-    """The header line of one dataset: its rows read and used, and every cleaning rule's count."""
+def cleaning_line(name: str, table, manifest: str | None = None, settings: dict | None = None) -> str:
+    """The header line of one dataset: its rows read and used, every cleaning rule's count, and
+    the settings its loader ran with (e.g. Adience's label policy and release)."""
     steps = "; ".join(f"{r} −{n}" for r, n in table.report.steps) or "no rows dropped"
     at = f" (manifest {manifest[:12]})" if manifest else ""
-    return f"Dataset {name}{at}: {table.report.n_raw} rows → {len(table)} used ({steps})"
+    how = " [" + ", ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                           for k, v in settings.items()) + "]" if settings else ""
+    return f"Dataset {name}{at}{how}: {table.report.n_raw} rows → {len(table)} used ({steps})"
 
 
 def write_tables(folder: Path, title: str, table: pd.DataFrame, header: list[str], caption: str) -> str:
@@ -225,8 +228,8 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         f"Torch threads when trained: {_stage_threads(plan)}",
     ]
     for name, t in plan.tables.items():
-        manifest = next(n.info["manifest"] for n in plan.nodes if n.stage == name)   # what the keys hashed
-        header.append(cleaning_line(name, t, manifest))
+        node = next(n for n in plan.nodes if n.stage == name)        # what the keys hashed
+        header.append(cleaning_line(name, t, node.info["manifest"], node.info.get("cleaning")))
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
     run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \
         stable_hash([n.key for p in plans for n in p.targets], 8)

@@ -53,7 +53,7 @@ __all__ = ["write_suite", "suite_counts", "scaled", "BASE_COUNTS", "MIN_COUNTS",
 
 #: 2: AgeDB holds lives photographed from childhood on and archive scans, the signal that makes
 #: its stage matter for FG-NET (README, "What the main job does").
-SUITE_VERSION = 2
+SUITE_VERSION = 3
 #: Share of AgeDB subjects photographed from childhood on (the rest from their teens or later).
 AGEDB_CHILDHOOD = 0.35
 JPEG_QUALITY = 90
@@ -581,6 +581,13 @@ def _write_adience(root: Path, n_rows: int, n_users: int, seed: int, progress) -
         age = float(np.clip(age, lo, hi + 0.999)) if person["label"] != "None" else max(0.0, age)
         img = render_face(person["identity"], age, r, 64, {"preset": "wild", "tilt_corners": 0.5})
         _save_jpeg(img, root / "faces" / fields[0] / f"coarse_tilt_aligned_face.{fields[2]}.{fields[1]}")
+        # the in-plane aligned release (aligned/landmark_aligned_face.*): the same photograph,
+        # its roll and shift undone (the same draws, with rotation and shift set to zero)
+        again = _rng(seed, "adience", 2, i)
+        again.uniform(-0.7, 0.7)
+        upright = render_face(person["identity"], age, again, 64,
+                              {"preset": "wild", "tilt_corners": 0.5, "rotate": 0.0, "shift": 0.0})
+        _save_jpeg(upright, root / "aligned" / fields[0] / f"landmark_aligned_face.{fields[2]}.{fields[1]}")
         n_img += 1
         progress(1 + (i in dup_idx))
     per_fold = [[] for _ in range(5)]
