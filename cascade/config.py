@@ -95,7 +95,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "loss": LOSSES,
         "data.adience_policy": ("strict", "lenient"),
         "data.adience_variant": ("faces", "aligned"),
-        "data.crop": ("auto", "box", "mtcnn", "none"),
+        "data.crop": ("auto", "box", "mtcnn", "align", "none"),
         "data.no_face": ("quarantine", "centre"),
         "data.face_select": ("central", "probability"),
         "data.outside_labels": ("error", "drop"),

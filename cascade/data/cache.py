@@ -109,7 +109,7 @@ def prepare(table: DatasetTable, size: int, crop: dict, home: Path, jobs: int = 
     to the usable rows and the failures added to the table's cleaning report.
 
     `crop`: the resolved crop settings (`cascade.data.datasets.crop_settings`): mode box | mtcnn
-    | none, margin, no_face policy, min_prob.
+    | align | none, margin, no_face policy, min_prob, alignment template.
     `verify`: check the cached files against the sha256 sums of the completion marker and
     rebuild a damaged cache (a flipped byte in a multi-GB array would otherwise silently
     change every number computed from it)."""
@@ -151,7 +151,7 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
              for r in frame.itertuples()]
     paths = [table.root / p for p in frame["path"]]
     pixels, reasons, digests = [None] * len(paths), [None] * len(paths), [""] * len(paths)
-    bar = tqdm(total=len(paths), desc=f"decode {table.name}" + (" + MTCNN" if crop["mode"] == "mtcnn" else ""),
+    bar = tqdm(total=len(paths), desc=f"decode {table.name}" + (" + MTCNN" if crop["mode"] in ("mtcnn", "align") else ""),
                disable=not progress, leave=False)
     with Parallel(n_jobs=jobs, prefer="threads") as pool:
         for start in range(0, len(paths), CHUNK):
@@ -161,11 +161,11 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
             found = _locate(crop, [im for _, im in ok], [boxes[i] for i, _ in ok])
             for i, (im, reason, digest) in zip(idx, decoded):
                 reasons[i], digests[i] = reason, digest
-            for (i, im), (box, reason) in zip(ok, found):
+            for (i, im), (where, reason) in zip(ok, found):
                 if reason:
                     reasons[i] = reason
                 else:
-                    pixels[i] = _crop(im, box, size, crop["margin"])
+                    pixels[i] = _place(im, where, size, crop)
             bar.update(len(idx))
     bar.close()
     keep = [i for i, px in enumerate(pixels) if px is not None]
@@ -197,12 +197,24 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
 
 
 def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:
-    """(face box or None for the centred square, quarantine reason or None) per image."""
+    """(where, quarantine reason or None) per image; where is a face box, None for the centred
+    square, or (`align`) the face's five landmarks as a (5, 2) array."""
     if crop["mode"] == "box":
         return [(b, None) for b in boxes]
     if crop["mode"] == "none":
         return [(None, None)] * len(images)
-    from cascade.data.face_detect import detect_boxes, resolve_box
+    from cascade.data.face_detect import detect, resolve_box
 
-    found = detect_boxes(images, min_prob=crop["min_prob"], select=crop.get("select", "central"))
-    return [resolve_box(b, crop["no_face"]) for b in found]
+    found = detect(images, min_prob=crop["min_prob"], select=crop.get("select", "central"))
+    if crop["mode"] == "align":
+        return [(d.landmarks, None) if d is not None else resolve_box(None, crop["no_face"]) for d in found]
+    return [resolve_box(d.box if d is not None else None, crop["no_face"]) for d in found]
+
+
+def _place(im: Image.Image, where, size: int, crop: dict) -> np.ndarray:
+    """The cached pixels of one image: warped onto the alignment template when `where` holds
+    landmarks, else the square crop around a box (or the centred square)."""
+    if isinstance(where, np.ndarray):
+        from cascade.data.align import align
+        return align(im, where, size, crop["template"])
+    return _crop(im, where, size, crop["margin"])

@@ -103,15 +103,24 @@ AUTO_CROP = {"imdb": "box", "wiki": "box", "agedb": "mtcnn", "fgnet": "mtcnn", "
 
 
 def crop_settings(cfg: dict, table: DatasetTable) -> dict:
-    """The resolved crop of one dataset: what its image cache (and every stage key) depends on."""
+    """The resolved crop of one dataset: what its image cache (and every stage key) depends on.
+
+    `data.crop=auto`: a backbone trained on aligned faces (one with an `align_template`, e.g.
+    MobileFaceNet) gets `align` on real data; the others the dataset's own rule (`AUTO_CROP`).
+    Synthetic faces are rendered centred, so auto never runs MTCNN on them."""
+    from cascade.config import backbone_settings
+
     mode = cfg["data"]["crop"]
+    own_template = backbone_settings(cfg).get("align_template")
     if mode == "auto":
-        mode = AUTO_CROP[DATASETS[table.name][0]]
-        mode = "none" if mode == "mtcnn" and table.synthetic else mode
-    out = {"mode": mode, "margin": None if mode == "none" else cfg["data"]["margin"]}
-    if mode == "mtcnn":
+        mode = "align" if own_template else AUTO_CROP[DATASETS[table.name][0]]
+        mode = "none" if mode in ("mtcnn", "align") and table.synthetic else mode
+    out = {"mode": mode, "margin": None if mode in ("none", "align") else cfg["data"]["margin"]}
+    if mode in ("mtcnn", "align"):
         out.update(no_face=cfg["data"]["no_face"], min_prob=cfg["data"]["min_face_prob"],
                    select=cfg["data"]["face_select"])
+    if mode == "align":
+        out["template"] = own_template or "arcface112"
     return out
 
 
