@@ -37,14 +37,14 @@ def test_empty_stage_means_pretrained_only():
     ("train.lr=abc", "expected float"),
     ("stages.imdb.epochs=1.5", "expected int"),
     ("augment.flip=maybe", "expected bool"),
-    ("target=mnist", "valid values: agedb, fgnet, adience, adience3, utkface, wiki"),
-    ("stage=imdb,celeba", "valid: imdb, agedb"),
+    ("target=mnist", "Valid values: agedb, fgnet, adience, adience3, utkface, wiki"),
+    ("stage=imdb,celeba", "Valid: imdb, agedb"),
     ("stage=imdb,imdb", "repeats"),
     ("target=agedb", "would have been trained on"),
-    ("backbone=alexnet", "valid values: demo"),
-    ("train.mode=partial", "valid values: head, full"),
-    ("stages.fgnet.select=best", "valid values: last, best_loss, best_mae"),
-    ("stages.fgnet.protocol=kfold", "valid values: adience, hard-subjects, holdout, lopo"),
+    ("backbone=alexnet", "Valid values: demo"),
+    ("train.mode=partial", "Valid values: head, full"),
+    ("stages.fgnet.select=best", "Valid values: last, best_loss, best_mae"),
+    ("stages.fgnet.protocol=kfold", "Valid values: adience, hard-subjects, holdout, lopo"),
     ("seed", "not key=value"),
     ("head.hidden=64,x", "expected list"),
 ])
@@ -81,3 +81,11 @@ def test_rules_numbers_are_settings_shown_by_list_keys():
                         ("data.imdb_clean.age_range=90,10", "age_range"), ("target=imdb", "target")):
         with pytest.raises(C.ConfigError, match=needle):
             C.load([bad])
+
+
+@pytest.mark.parametrize("word,hint", [("stage=imbd", "Did you mean: imdb?"), ("target=fgent", "Did you mean: fgnet?"),
+                                       ("backbone=resnet5", "Did you mean: resnet50"),
+                                       ("data.crop=allign", "Did you mean: align?")])
+def test_a_mistyped_choice_gets_a_did_you_mean(word, hint):
+    with pytest.raises(C.ConfigError, match=hint.replace("?", r"\?")):
+        C.load([word])

@@ -44,5 +44,5 @@ def test_loss_is_a_validated_setting_that_reaches_the_stage():
     assert set(C.LOSSES) == set(LOSSES)
     params = C.stage_params(C.load(["loss=dldl", "loss_options.sigma=3"]), "imdb", "full")
     assert params["loss"] == "dldl" and params["loss_options"] == {"sigma": 3.0}
-    with pytest.raises(C.ConfigError, match="valid values: ce, dldl, mean_variance"):
+    with pytest.raises(C.ConfigError, match="Valid values: ce, dldl, mean_variance"):
         C.load(["loss=l1"])
