@@ -123,29 +123,3 @@ def test_a_full_model_file_is_read_and_its_batchnorm_epsilon_checked(tmp_path):
     with pytest.raises(ValueError, match="epsilon 1e-05"):
         import_keras_h5(full_model(1e-5), "resnet50_keras")
 
-
-def test_the_documented_import_commands_make_the_files_runs_look_for(tmp_path, monkeypatch):
-    """docs/backbones-and-weights.md's keras-h5 commands, run on generated files named as the
-    releases, give each thesis backbone's default weights: a plan with `weights=default` finds them."""
-    import re
-    import shlex
-
-    from cascade import config as C
-    from cascade.models.weights import SOURCES, resolve
-
-    home = tmp_path / "home"
-    monkeypatch.setenv("CASCADE_HOME", str(home))
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "backbones-and-weights.md").read_text()
-    commands = re.findall(r"^cascade weights import (\S+) --format keras-h5 .*$", doc, re.M)
-    assert len(commands) == 3
-    for line in re.findall(r"^cascade weights import \S+ --format keras-h5 .*$", doc, re.M):
-        words = shlex.split(line)[1:]
-        model = re.search(r"(vgg16|resnet50|senet50)\.h5", words[2]).group(1)
-        path, _ = _keras_file(tmp_path, model, "notop" not in words[2])
-        words[2] = str(path.rename(tmp_path / words[2]))
-        assert main(words) == 0
-    cfg = C.load([])
-    for backbone in BODY.values():
-        default = cfg["backbones"][backbone]["weights"]
-        assert default in SOURCES and resolve("default", default, home).exists()
-    assert set(SOURCES) >= {b["weights"] for b in cfg["backbones"].values() if b["weights"] != "none"}

@@ -6,7 +6,6 @@ a legacy-format checkpoint with random tensors is imported and the body's output
 with a purely functional forward pass (F.conv2d / F.batch_norm / F.prelu) over the raw tensors.
 """
 import os
-from pathlib import Path
 import zipfile
 from collections import OrderedDict
 
@@ -302,34 +301,3 @@ def test_facenet_state_dict_import_matches_original_network(tmp_path):
     with pytest.raises(ValueError, match=r"block8\.conv2d\.weight.*extra\.weight"):
         import_facenet(tmp_path / "bad.pt")
 
-
-@pytest.mark.parametrize("release,classes", [("20180402-114759-vggface2.pt", 8631),
-                                             ("20180408-102900-casia-webface.pt", 10575)])
-def test_the_documented_facenet_commands_import_both_releases(release, classes, tmp_path, monkeypatch):
-    """facenet-pytorch's two published checkpoints (VGGFace2, CASIA-WebFace: full networks with
-    their identity classifiers), imported with docs/backbones-and-weights.md's own command line,
-    give weights a run of inception_resnet_v1 finds and a body that runs."""
-    import re
-    import shlex
-
-    from facenet_pytorch import InceptionResnetV1
-
-    from cascade import config as C
-    from cascade.cli import main
-    from cascade.models import weights as W
-
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "backbones-and-weights.md").read_text()
-    [line] = re.findall(rf"^cascade weights import {re.escape(release)} --format facenet-pt [^#\n]*", doc, re.M)
-    torch.save(InceptionResnetV1(pretrained=None, classify=True, num_classes=classes).state_dict(),
-               tmp_path / release)
-    home = tmp_path / "home"
-    monkeypatch.setenv("CASCADE_HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    assert main(shlex.split(line)[1:]) == 0
-    name = shlex.split(line)[shlex.split(line).index("--name") + 1]
-    cfg = C.load(["backbone=inception_resnet_v1", f"weights={name}"])
-    path = W.resolve(cfg["weights"], cfg["backbones"]["inception_resnet_v1"]["weights"], home)
-    body = inception_resnet_v1().body
-    W.load_body(body, path)
-    with torch.no_grad():
-        assert body.eval()(torch.randn(1, 3, 80, 80)).shape == (1, 1792, 1, 1)
