@@ -49,5 +49,8 @@ for b in demo timm:resnet10t timm:mobilenetv3_small_050; do
 done
 $C compare results/backbones-fgnet-demo-* results/backbones-fgnet-timm-resnet10t-* \
     results/backbones-fgnet-timm-mobilenetv3_small_050-* --out results
+# What data.crop=align does to faces (MTCNN on the demo suite; landmarks of the real reference
+# photographs when ../shared/reference is present).
+.venv/bin/python benchmarks/align_check.py --home "$CASCADE_HOME" | tee results/benchmarks/align.txt
 # Fold-parallel speed (README "Folds in parallel"), on its own scratch store.
 .venv/bin/python benchmarks/lopo_scaling.py | tee results/benchmarks/lopo_scaling.txt

@@ -75,3 +75,16 @@ def test_weights_import_then_run_uses_the_recorded_preprocessing(tmp_path, capsy
 
     missing = main(["run", f"home={home}", "weights=nothere", "--dry-run"])
     assert missing == 2 and "weights/nothere.safetensors" in capsys.readouterr().err
+
+
+def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
+    """A bad data root and a missing weight file are both reported, each with its fix, before the
+    demo suite is generated or anything else is written (#22)."""
+    home = tmp_path / "home"
+    code = main(["run", f"home={home}", "target=fgnet", "data.root.fgnet=/nonexistent", "backbone=resnet50_keras",
+                 "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "data.root.fgnet=/nonexistent: folder does not exist" in err
+    assert "cascade weights import rcmalli_vggface_tf_notop_resnet50.h5 --format keras-h5" in err
+    assert not (home / "demo").exists() and not (home / "stages").exists()

@@ -45,16 +45,28 @@ def demo_suite(home: Path, scale: float, seed: int, progress: bool = True) -> Pa
     return folder.path
 
 
-def dataset_root(cfg: dict, name: str, home: Path) -> Path:
+def configured_root(cfg: dict, name: str) -> tuple[str, str]:
+    """(the `data.root.<key>` dataset `name` reads, its value; "" = the demo suite)."""
     base = DATASETS[name][0]
     if base == "wiki" and not cfg["data"]["root"]["wiki"] and cfg["data"]["root"]["imdb"]:
         base = "imdb"                  # the two .mat files released side by side in one folder
-    given = cfg["data"]["root"][base]
+    return base, cfg["data"]["root"][base]
+
+
+def missing_root(cfg: dict, name: str) -> str | None:
+    """The problem with dataset `name`'s configured folder (None: fine, or the demo suite)."""
+    key, given = configured_root(cfg, name)
+    if given and not Path(given).expanduser().is_dir():
+        return f"data.root.{key}={given}: folder does not exist (point it at your copy of {key}, or leave it empty for the demo suite)"
+    return None
+
+
+def dataset_root(cfg: dict, name: str, home: Path) -> Path:
+    if problem := missing_root(cfg, name):
+        raise FileNotFoundError(problem)
+    base, given = configured_root(cfg, name)
     if given:
-        root = Path(given).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"data.root.{base}={given}: folder does not exist")
-        return root
+        return Path(given).expanduser()
     return demo_suite(home, cfg["data"]["synth"]["scale"], cfg["data"]["synth"]["seed"]) / base
 
 

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from cascade import config as C
-from cascade.data.datasets import cleaning_settings, crop_settings, open_dataset
+from cascade.data.datasets import cleaning_settings, crop_settings, missing_root, open_dataset
 from cascade.data.records import DatasetTable
 from cascade.models import weights as W
 from cascade.protocols import load_protocol
@@ -80,7 +80,27 @@ def _balanced(cfg: dict, kind: str) -> dict | None:
     return on if b["stages"] == "all" or kind == "target" else None
 
 
+def problems(cfg: dict) -> list[str]:
+    """Everything that would stop this run, found before anything is generated, decoded or
+    trained: every dataset folder it reads, its weight file and its target's protocol file.
+    All of them at once, each with its fix (not the first, after a minute of work)."""
+    home = C.cascade_home(cfg)
+    found = [p for s in dict.fromkeys([*cfg["stage"], cfg["target"]])
+             if (p := missing_root(cfg, C.stage_params(cfg, s, "full")["dataset"]))]
+    try:
+        W.resolve(cfg["weights"], C.backbone_settings(cfg)["weights"], home)
+    except FileNotFoundError as exc:
+        found.append(str(exc))
+    try:
+        load_protocol(C.stage_params(cfg, cfg["target"], "full")["protocol"])
+    except ValueError as exc:
+        found.append(str(exc))
+    return found
+
+
 def build(cfg: dict) -> Plan:
+    if found := problems(cfg):
+        raise C.ConfigError("this run cannot start:\n" + "\n".join(f"  - {p}" for p in found))
     home = C.cascade_home(cfg)
     bb = C.backbone_settings(cfg)
     wpath = W.resolve(cfg["weights"], bb["weights"], home)
