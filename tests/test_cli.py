@@ -1,12 +1,13 @@
 """Command-line surface: help for every sub-command, inspect of a real listing, pending commands."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from cascade.cli import main
 
-from conftest import REFERENCE
+from conftest import FAST, REFERENCE
 
 COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble", "compare", "plan",
             "explain", "analyse"]
@@ -88,3 +89,26 @@ def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
     assert "data.root.fgnet=/nonexistent: folder does not exist" in err
     assert "cascade weights import rcmalli_vggface_tf_notop_resnet50.h5 --format keras-h5" in err
     assert not (home / "demo").exists() and not (home / "stages").exists()
+
+
+def _snapshot(root: Path) -> dict:
+    """Every file under `root` (links followed) with its bytes' sha256."""
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
+
+
+def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
+    """--dry-run on a fresh home generates no demo suite (it says the keys wait for the data and
+    lists what will run); on a home with data it prints the keys; either way the home is
+    byte-identical before and after (#22)."""
+
+    fresh = tmp_path / "fresh"
+    assert main(["run", f"home={fresh}", "stage=imdb,agedb", "target=fgnet", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not fresh.exists()
+    assert "not generated yet" in out and "pretrained → imdb → agedb ⇒ fgnet" in out
+    before = _snapshot(home)
+    assert main(["run", *FAST, f"home={home}", "stage=imdb", "target=fgnet", "--dry-run"]) == 0
+    assert "will run" in capsys.readouterr().out
+    assert _snapshot(home) == before

@@ -28,12 +28,20 @@ SYNTH_VERSION = 4              # 2: the suite has a WIKI part (wiki/wiki.mat); 3
                                # 4: Adience's aligned/ release beside faces/
 
 
-def demo_suite(home: Path, scale: float, seed: int, progress: bool = True) -> Path:
+class DemoSuiteMissing(FileNotFoundError):
+    """The demo suite is not generated yet and the caller may not write (a dry run)."""
+
+
+def demo_suite(home: Path, scale: float, seed: int, progress: bool = True, generate: bool = True) -> Path:
     """The synthetic suite under `$CASCADE_HOME/demo/<key>`, generated once (a killed
-    generation leaves no marker and is regenerated from scratch)."""
+    generation leaves no marker and is regenerated from scratch).  `generate=False`: only an
+    existing suite, else DemoSuiteMissing (nothing is written, not even a lock file)."""
     from cascade.data.synth.suite import write_suite
 
     folder = StageDir(Path(home) / "demo", "synth-" + stable_hash([SYNTH_VERSION, scale, seed], 10))
+    if not generate and not folder.file("GENERATED.json").exists():
+        raise DemoSuiteMissing(f"the demo suite is not generated yet ({folder.path}; about a minute on 2 cores "
+                               f"at data.synth.scale=1)")
     with folder.lock():
         marker = folder.file("GENERATED.json")
         if not marker.exists():
@@ -61,13 +69,13 @@ def missing_root(cfg: dict, name: str) -> str | None:
     return None
 
 
-def dataset_root(cfg: dict, name: str, home: Path) -> Path:
+def dataset_root(cfg: dict, name: str, home: Path, generate: bool = True) -> Path:
     if problem := missing_root(cfg, name):
         raise FileNotFoundError(problem)
     base, given = configured_root(cfg, name)
     if given:
         return Path(given).expanduser()
-    return demo_suite(home, cfg["data"]["synth"]["scale"], cfg["data"]["synth"]["seed"]) / base
+    return demo_suite(home, cfg["data"]["synth"]["scale"], cfg["data"]["synth"]["seed"], generate=generate) / base
 
 
 def cleaning_settings(cfg: dict, name: str) -> dict:
@@ -83,9 +91,10 @@ def cleaning_settings(cfg: dict, name: str) -> dict:
     return {}
 
 
-def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -> DatasetTable:
+def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True, generate: bool = True) -> DatasetTable:
     """Parse and clean one dataset with its registered loader; optionally subsample it.
-    `require_files=False` reads the metadata alone (inspecting a listing without the images)."""
+    `require_files=False` reads the metadata alone (inspecting a listing without the images);
+    `generate=False` never writes the demo suite (DemoSuiteMissing instead)."""
     from cascade.data.formats import load, options_of
 
     loader, options = DATASETS[name]
@@ -93,7 +102,7 @@ def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True) -
     if not require_files and "require_files" in options_of(loader):
         options["require_files"] = False
     options.update(cleaning_settings(cfg, name))
-    table = load(loader, dataset_root(cfg, name, home), **options)
+    table = load(loader, dataset_root(cfg, name, home, generate), **options)
     table.name = name
     spec = cfg["labels"].get(name)
     if spec and cfg["data"]["outside_labels"] == "drop":

@@ -98,7 +98,9 @@ def problems(cfg: dict) -> list[str]:
     return found
 
 
-def build(cfg: dict) -> Plan:
+def build(cfg: dict, generate: bool = True) -> Plan:
+    """The plan of `cfg`.  `generate=False` (a dry run) writes nothing: a demo suite that is not
+    generated yet raises DemoSuiteMissing instead (keys hash the data, so there are none yet)."""
     if found := problems(cfg):
         raise C.ConfigError("this run cannot start:\n" + "\n".join(f"  - {p}" for p in found))
     home = C.cascade_home(cfg)
@@ -113,7 +115,7 @@ def build(cfg: dict) -> Plan:
 
     def table(name: str) -> DatasetTable:
         if name not in tables:
-            tables[name] = open_dataset(cfg, C.stage_params(cfg, name, "full")["dataset"], home)
+            tables[name] = open_dataset(cfg, C.stage_params(cfg, name, "full")["dataset"], home, generate=generate)
         return tables[name]
 
     def child(kind: str, parent: Node, stage: str) -> Node:
