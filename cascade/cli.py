@@ -155,11 +155,11 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     try:
         plans = [P.build(c, generate=not dry_run) for c in C.per_seed(cfg)]
     except DemoSuiteMissing as exc:      # a dry run writes nothing: no keys without the data
-        chain = ["pretrained", *(f"pretrained → {' → '.join(cfg['stage'][:i])}" for i in range(1, len(cfg["stage"]) + 1))]
-        tops = chain if cfg["run"]["prefixes"] else chain[-1:]
+        stages = tuple(cfg["stage"])
         print(f"plan ({C.cascade_home(cfg)}): {exc}; the stage keys hash the data, so they are known once it "
               f"is (a run generates it first). Every node will run:")
-        for label in chain[1:] + [f"{c} ⇒ {cfg['target']}" for c in tops]:
+        for label in [P.chain_label(stages[:i]) for i in range(1, len(stages) + 1)] + \
+                [P.chain_label(c, cfg["target"]) for c in P.target_chains(cfg)]:
             print(f"  {'(no key yet)':16s}  {label}")
         return 0
     print(f"plan ({C.cascade_home(cfg)}):")

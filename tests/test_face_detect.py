@@ -88,9 +88,6 @@ def test_batched_detection_keeps_input_order(adience):
     assert got[2] is not None
     for g, i in zip((got[0], got[4]), same):
         assert np.allclose(g.box, dets[i].box, atol=1.0) and abs(g.prob - dets[i].prob) < 1e-3
-    boxes = face_detect.detect_boxes(batch, batch=2)
-    assert [b is None for b in boxes] == [g is None for g in got]
-    assert boxes[0] == got[0].box
 
 
 def test_blank_and_noise_images_have_no_face():
@@ -99,7 +96,7 @@ def test_blank_and_noise_images_have_no_face():
     noise = Image.fromarray(rng.integers(0, 256, (160, 200, 3), dtype=np.uint8))
     blank = Image.new("RGB", (200, 160), (255, 255, 255))
     gray = Image.new("L", (120, 120), 40)                     # not RGB: converted for MTCNN
-    assert face_detect.detect_boxes([noise, blank, gray]) == [None, None, None]
+    assert face_detect.detect([noise, blank, gray]) == [None, None, None]
     assert face_detect.detect([]) == []
 
 

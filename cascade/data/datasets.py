@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cascade.config import backbone_settings
 from cascade.data.records import DatasetTable
 from cascade.store import StageDir, atomic_write_json, stable_hash
 
@@ -129,8 +130,6 @@ def crop_settings(cfg: dict, table: DatasetTable) -> dict:
     `data.crop=auto`: a backbone trained on aligned faces (one with an `align_template`, e.g.
     MobileFaceNet) gets `align` on real data; the others the dataset's own rule (`AUTO_CROP`).
     Synthetic faces are rendered centred, so auto never runs MTCNN on them."""
-    from cascade.config import backbone_settings
-
     mode = cfg["data"]["crop"]
     own_template = backbone_settings(cfg).get("align_template")
     if mode == "auto":

@@ -135,13 +135,6 @@ def detect(images, min_prob: float = 0.9, device="cpu", batch: int = 32,
     return out
 
 
-def detect_boxes(images, min_prob: float = 0.9, device="cpu", batch: int = 32,
-                 select: str = "central") -> list[Box | None]:
-    """The chosen face box (x1, y1, x2, y2) of every image, or None; see `detect`."""
-    return [d.box if d is not None else None
-            for d in detect(images, min_prob=min_prob, device=device, batch=batch, select=select)]
-
-
 def resolve_box(box: Box | None, policy: str) -> tuple[Box | None, str | None]:
     """(box to crop around or None, quarantine reason or None) for one image's detection.
 

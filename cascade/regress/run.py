@@ -176,7 +176,7 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
         plan, node, model, cache = stage_extractor(cfg, stage, progress)
         tables.update(plan.tables)
         backbone_weights = plan.nodes[0].info["weights"]
-        label = " → ".join(("pretrained",) + node.chain)
+        label = node.label
         for mode in modes_of(cfg):
             feats = extract(model, cache, mode, node.key, label, C.cascade_home(cfg), device(cfg),
                             fcfg["batch_size"], fcfg["max_gb"], progress)

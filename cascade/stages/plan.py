@@ -40,8 +40,20 @@ class Node:
 
     @property
     def label(self) -> str:
-        name = " → ".join(("pretrained",) + self.chain)
-        return f"{name} ⇒ {self.stage}" if self.kind == "target" else name
+        return chain_label(self.chain, self.stage if self.kind == "target" else None)
+
+
+def chain_label(chain: tuple[str, ...], target: str | None = None) -> str:
+    """'pretrained → imdb → agedb', with '⇒ fgnet' for the target trained from that chain."""
+    name = " → ".join(("pretrained",) + tuple(chain))
+    return f"{name} ⇒ {target}" if target else name
+
+
+def target_chains(cfg: dict) -> list[tuple[str, ...]]:
+    """The chains a target is trained from: every prefix of the cascade (thesis Table 4's rows,
+    `run.prefixes`) or only the full one."""
+    stages = tuple(cfg["stage"])
+    return [stages[:i] for i in range(len(stages) + 1)] if cfg["run"]["prefixes"] else [stages]
 
 
 @dataclasses.dataclass
@@ -146,15 +158,13 @@ def build(cfg: dict, generate: bool = True) -> Plan:
         return Node(kind, chain, stage, params, parent, stable_hash(info), info)
 
     nodes, targets, parent = [root], [], root
-    prefixes = [cfg["stage"][:i] for i in range(len(cfg["stage"]) + 1)] if cfg["run"]["prefixes"] \
-        else [cfg["stage"]]
     chain_nodes = {(): root}
     for stage in cfg["stage"]:
         parent = child("train", parent, stage)
         chain_nodes[parent.chain] = parent
         nodes.append(parent)
-    for prefix in prefixes:
-        t = child("target", chain_nodes[tuple(prefix)], cfg["target"])
+    for chain in target_chains(cfg):
+        t = child("target", chain_nodes[chain], cfg["target"])
         nodes.append(t)
         targets.append(t)
     return Plan(cfg, home, nodes, targets, tables, wpath, pre)
