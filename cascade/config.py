@@ -185,7 +185,7 @@ def _extends_open_table(cfg: dict, parts: list[str]) -> tuple[bool, Any]:
     return False, None
 
 
-def _did_you_mean(value: Any, valid) -> str:
+def did_you_mean(value: Any, valid) -> str:
     """' Did you mean: x?' for a mistyped choice (empty when nothing is close)."""
     near = difflib.get_close_matches(str(value), [str(v) for v in valid], n=3, cutoff=0.6)
     return f" Did you mean: {', '.join(near)}?" if near else ""
@@ -204,7 +204,7 @@ def validate(cfg: dict) -> None:
     ch = choices(cfg)
     for s in cfg["stage"]:
         if s not in ch["stage"]:
-            raise ConfigError(f"stage={s!r} is not a stage.{_did_you_mean(s, ch['stage'])} Valid: {', '.join(ch['stage'])}")
+            raise ConfigError(f"stage={s!r} is not a stage.{did_you_mean(s, ch['stage'])} Valid: {', '.join(ch['stage'])}")
     if len(set(cfg["stage"])) != len(cfg["stage"]):
         raise ConfigError(f"stage={','.join(cfg['stage'])} repeats a stage")
     if cfg["target"] in cfg["stage"]:
@@ -219,7 +219,7 @@ def validate(cfg: dict) -> None:
         if key == "backbone" and str(value).startswith("timm:") and len(value) > 5:
             continue
         if value not in valid:
-            raise ConfigError(f"{key}={value!r} is not valid.{_did_you_mean(value, valid)} "
+            raise ConfigError(f"{key}={value!r} is not valid.{did_you_mean(value, valid)} "
                               f"Valid values: {', '.join(valid)}")
     for k in cfg["report"]["tolerance"]:
         if not re.fullmatch(r"\d+(\.\d+)?", str(k)):

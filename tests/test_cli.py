@@ -79,15 +79,17 @@ def test_weights_import_then_run_uses_the_recorded_preprocessing(tmp_path, capsy
 
 
 def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
-    """A bad data root and a missing weight file are both reported, each with its fix, before the
-    demo suite is generated or anything else is written (#22)."""
+    """A bad data root, a missing weight file and a mistyped alignment template are all reported,
+    each with its fix, in one error before the demo suite is generated or anything else is
+    written (#22, #18)."""
     home = tmp_path / "home"
-    code = main(["run", f"home={home}", "target=fgnet", "data.root.fgnet=/nonexistent", "backbone=resnet50_keras",
-                 "--dry-run"])
+    code = main(["run", f"home={home}", "target=fgnet", "data.root.fgnet=/nonexistent", "backbone=mobilefacenet",
+                 "backbones.mobilefacenet.align_template=arcface11", "--dry-run"])
     err = capsys.readouterr().err
     assert code == 2
     assert "data.root.fgnet=/nonexistent: folder does not exist" in err
-    assert "cascade weights import rcmalli_vggface_tf_notop_resnet50.h5 --format keras-h5" in err
+    assert "--format mobilefacenet-ckpt" in err
+    assert "align_template='arcface11' is not an alignment template. Did you mean: arcface112?" in err
     assert not (home / "demo").exists() and not (home / "stages").exists()
 
 

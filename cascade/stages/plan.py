@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from cascade import config as C
+from cascade.data.align import TEMPLATES
 from cascade.data.datasets import cleaning_settings, crop_settings, missing_root, open_dataset
 from cascade.data.records import DatasetTable
 from cascade.models import weights as W
@@ -107,6 +108,10 @@ def problems(cfg: dict) -> list[str]:
         load_protocol(C.stage_params(cfg, cfg["target"], "full")["protocol"])
     except ValueError as exc:
         found.append(str(exc))
+    template = C.backbone_settings(cfg).get("align_template")
+    if template is not None and template not in TEMPLATES:
+        found.append(f"backbones.{cfg['backbone']}.align_template={template!r} is not an alignment template."
+                     f"{C.did_you_mean(template, TEMPLATES)} Valid: {', '.join(TEMPLATES)} (cascade/data/align.py)")
     return found
 
 
