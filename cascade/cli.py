@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--gpu", default="", help="GPU classes to price (default: every class of plan.gpus)")
     pl.add_argument("--jobs", default="1,2,4,8", help="fold-parallel job counts to price on this CPU")
     pl.add_argument("--no-measure", action="store_true", help="skip timing this CPU (FLOPs and GPU-hours only)")
+    pl.add_argument("--devices", type=int, default=0,
+                    help="GPUs the run will have (default: those visible here, at least 1)")
     e = sub.add_parser("ensemble", help="average the class probabilities of finished runs (same test images)")
     e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`, and "
                                                           "key=value settings of the meta-model (ensemble.*)")
@@ -186,7 +189,7 @@ def _stages_and_settings(words: list[str]) -> tuple[list[str], list[str]]:
     return stages, [SHORT.get(w.split("=", 1)[0], w.split("=", 1)[0]) + "=" + w.split("=", 1)[1] for w in settings]
 
 
-def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
+def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: int = 0) -> int:
     """Estimated cost of the run the settings describe, before running it."""
     from cascade.stages import estimate
     from cascade.stages import plan as P
@@ -202,7 +205,8 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
     except ValueError:
         raise C.ConfigError(f"--jobs {jobs!r}: expected comma-separated integers") from None
     plan = P.build(cfg)
-    est = estimate.estimate(plan, job_counts, names, measure)
+    from cascade.stages.placement import gpu_count
+    est = estimate.estimate(plan, job_counts, names, measure, devices or max(1, gpu_count()))
     print(f"backbone {cfg['backbone']} at {est['size']} px: {est['train_flops'] / 1e9:.3g} GFLOPs per training "
           f"image (forward + backward), {est['eval_flops'] / 1e9:.3g} per forward")
     if est["rates"]:
@@ -215,7 +219,13 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool) -> int:
               f"{row['eval images']:>10,.0f} eval images  {row['TFLOPs']:10.2f} TFLOP{cpu}")
     print()
     for g, h in est["gpu_hours"].items():
-        print(f"  {g:<10} {h:10.3g} GPU-hours  (peak {peak[g]:g} TFLOP/s x assumed utilisation {cfg['plan']['utilisation']:g})")
+        print(f"  {g:<10} {h:10.3g} GPU-hours  (peak {peak[g]:g} TFLOP/s x assumed utilisation {cfg['plan']['utilisation']:g}); "
+              f"{est['gpu_wall_hours'][g]:.3g} h wall on {est['devices']} GPU(s), {est['folds_per_device']} fold(s) per GPU; "
+              f"{est['gpu_train_rate'][g]:,.0f} training img/s per GPU"
+              + (f", {math.ceil(est['gpu_train_rate'][g] / est['feed_rate'])} feeding thread(s) per GPU" if est["feed_rate"] else ""))
+    if est["feed_rate"]:
+        print(f"  feed: one thread here gathers {est['feed_rate']:,.0f} img/s at {est['size']} px (warm cache; "
+              "benchmarks/feed_rate.py measures it cold too); each fold worker feeds from its own thread")
     for j, h in est["cpu_hours_by_jobs"].items():
         print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
               f"thread(s) per job)")
@@ -362,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return cmd_report(args.runs)
         if args.command == "plan":
-            return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure)
+            return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure, args.devices)
         if args.command == "ensemble":
             from cascade.ensemble import ensemble
             settings = [w for w in args.runs if "=" in w]

@@ -90,7 +90,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "balance.sampler": SAMPLERS,
         "balance.stages": ("target", "all"),
         "cam.target": ("class", "expected"),
-        "device": ("auto", "cpu", "cuda"),
+        "train.channels_last": ("auto", "on", "off"),
         "backend": ("auto", "fork", "loky", "dask"),
         "loss": LOSSES,
         "data.adience_policy": ("strict", "lenient"),
@@ -221,6 +221,8 @@ def validate(cfg: dict) -> None:
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid.{did_you_mean(value, valid)} "
                               f"Valid values: {', '.join(valid)}")
+    if not re.fullmatch(r"auto|cpu|cuda|\d+(,\d+)*", str(cfg["devices"])):
+        raise ConfigError(f"devices={cfg['devices']!r}: expected auto, cpu, cuda or GPU ordinals like 0,1,3")
     for k in cfg["report"]["tolerance"]:
         if not re.fullmatch(r"\d+(\.\d+)?", str(k)):
             raise ConfigError(f"report.tolerance={','.join(map(str, cfg['report']['tolerance']))}: expected "
@@ -258,7 +260,7 @@ def validate(cfg: dict) -> None:
     lo_hi = cfg["data"]["imdb_clean"]["age_range"]
     if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
         raise ConfigError(f"data.imdb_clean.age_range={','.join(map(str, lo_hi))}: expected two ages LO,HI with LO <= HI")
-    for key, low in (("seed", 0), ("split_seed", 0), ("jobs", 0), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
+    for key, low in (("seed", 0), ("split_seed", 0), ("jobs", 0), ("folds_per_device", 1), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
                      ("analyse.hard", 1), ("regress.folds", 0), ("regress.time_left", 0), ("regress.per_run_time", 0),
                      ("regress.memory_mb", 0), ("ensemble.max_iter", 1)):
         if _get(cfg, key) < low:

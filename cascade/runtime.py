@@ -21,14 +21,15 @@ from pathlib import Path
 
 import torch
 
-from cascade.stages.workers import parallel_folds, threads_per_job
+from cascade.stages.placement import gpu_count, pinned, placement, resolve_devices
+from cascade.stages.workers import threads_per_job
 
 
 def device(cfg: dict) -> str:
-    """The torch device a run trains on: `device=auto` is CUDA when visible, else the CPU."""
-    if cfg["device"] == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg["device"]
+    """The torch device this process trains on: a fold worker's pinned device, else the first of
+    `devices=` (auto: the first visible GPU, else the CPU).  Intermediate stages and mode-a
+    feature extraction run here, on the first device."""
+    return pinned() or resolve_devices(cfg["devices"], gpu_count())[0]
 
 
 def configure(cfg: dict, jobs: int) -> int:
@@ -43,14 +44,13 @@ def configure(cfg: dict, jobs: int) -> int:
 def deterministic(on: bool) -> None:
     """`train.deterministic=true`: PyTorch's deterministic algorithms (an op without one is an
     error, not a silent nondeterministic result), cuDNN's deterministic kernels without
-    autotuning, and the cuBLAS workspace setting CUDA needs for deterministic matrix products
+    autotuning (off: cuDNN autotunes, the GPU default a user expects), and the cuBLAS workspace setting CUDA needs for deterministic matrix products
     (it must be set before the first cuBLAS call, so it is set here, before any training)."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
-    if on:
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = not on    # autotuned kernels on a GPU (keyed as cudnn_benchmark)
 
 
 def _version(package: str) -> str:
@@ -103,9 +103,9 @@ def fingerprint(cfg: dict) -> dict:
         "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "device": dev,
-        "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") and torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(dev) if dev.startswith("cuda") and torch.cuda.is_available() else None,
         "threads_per_stage": threads_per_job(cfg, 1),
-        "threads_per_fold": threads_per_job(cfg, parallel_folds(cfg, 1 << 30)),
+        "threads_per_fold": placement(cfg, 1 << 30).threads,
         "deterministic": bool(cfg["train"]["deterministic"]),
     }
 

@@ -10,7 +10,7 @@ import torch
 from cascade.analysis import cam as K
 from cascade.models import AgeModel, build_backbone
 from cascade.train import balance as B
-from cascade.train.trainer import Split, _to_input, fit
+from cascade.train.trainer import Split, fit
 
 QUIET = dict(log=lambda m: None)
 
@@ -45,10 +45,15 @@ def quadrant_model(tmp_path_factory):
     return model, split
 
 
+def _crops(model, images, rows):
+    """The model's normalised input for `rows` of a uint8 image array."""
+    return model.preprocessing.apply(torch.from_numpy(images[rows]))
+
+
 @pytest.mark.parametrize("target", ["class", "expected", "embedding"])
 def test_map_has_the_input_size_and_is_non_negative(quadrant_model, target):
     model, split = quadrant_model
-    x = _to_input(model, split.images, split.val[:5], "cpu")
+    x = _crops(model, split.images, split.val[:5])
     maps, pred = K.gradcam(model, x, target, np.arange(2.0))
     assert maps.shape == (5, 48, 48) and pred.shape == (5,)
     top = maps.reshape(5, -1).max(1)
@@ -60,7 +65,7 @@ def test_map_concentrates_on_the_region_that_carries_the_label(quadrant_model):
     """Measured: mean share 0.68 of the map's mass in the top-left quadrant (its area: 0.25)."""
     model, split = quadrant_model
     rows = split.val[split.targets[split.val] == 1]
-    maps, pred = K.gradcam(model, _to_input(model, split.images, rows, "cpu"), "class")
+    maps, pred = K.gradcam(model, _crops(model, split.images, rows), "class")
     assert (pred == 1).mean() > 0.9                          # the model learned the task
     share = maps[:, :24, :24].sum((1, 2)) / maps.sum((1, 2))
     assert share.mean() > 0.5 and share.min() > 0.25

@@ -139,7 +139,7 @@ def _fold_job(tmp_path, frame_subjects, ages, test_subject, params=None):
     subjects = np.asarray(frame_subjects)
     test = np.flatnonzero(subjects == test_subject)
     train = np.flatnonzero(subjects != test_subject)
-    cfg = C.load(["device=cpu", "head.hidden=8"])
+    cfg = C.load(["devices=cpu", "head.hidden=8"])
     out = tmp_path / "folds" / f"{test_subject}.csv"
     job = FoldJob(test_subject, train, test, str(out), str(cache), targets, subjects, labels,
                   {**PARAMS, **(params or {}), "val_fraction": 0.2}, cfg,

@@ -48,12 +48,28 @@ def test_gpu_hours_are_flops_over_priced_throughput(home):
     total = sum(r["TFLOPs"] for r in est["rows"]) * 1e12
     assert est["gpu_hours"]["a100"] == pytest.approx(total / (312e12 * plan.cfg['plan']['utilisation']) / 3600)
     assert est["gpu_hours"]["gtx1080ti"] > est["gpu_hours"]["a100"]
-    assert not est["cpu_hours_by_jobs"]
+    assert not est["cpu_hours_by_jobs"] and est["feed_rate"] is None
+    assert est["gpu_wall_hours"]["a100"] == pytest.approx(est["gpu_hours"]["a100"])      # one GPU
+
+
+def test_wall_time_spreads_a_targets_folds_over_the_devices(home):
+    """devices x K placement (#19): the intermediate stage runs on one GPU, the 82 LOPO folds on
+    all four; four GPUs take less wall time than one but more than a quarter of it."""
+    plan = P.build(C.load(FAST + [f"home={home}", "stage=imdb", "target=fgnet", "folds_per_device=2"]))
+    one, four = (estimate.estimate(plan, [1], ["a100"], measure=False, devices=d) for d in (1, 4))
+    work = estimate.plan_work(plan)
+    flops = [w.flops(one["train_flops"], one["eval_flops"]) for w in work]
+    rate = 312e12 * plan.cfg["plan"]["utilisation"]
+    expected = sum(f / rate / (4 if w.folds > 1 else 1) for f, w in zip(flops, work)) / 3600
+    assert four["gpu_wall_hours"]["a100"] == pytest.approx(expected)
+    assert one["gpu_wall_hours"]["a100"] / 4 < four["gpu_wall_hours"]["a100"] < one["gpu_wall_hours"]["a100"]
+    assert four["folds_per_device"] == 2
 
 
 def test_plan_command(home, capsys):
     assert main(["plan", *FAST, f"home={home}", "stage=imdb", "--gpu", "a100", "--jobs", "1,2"]) == 0
     out = capsys.readouterr().out
     assert "GFLOPs per training image" in out and "a100" in out and "--jobs 2" in out and "img/s" in out
+    assert "h wall on 1 GPU(s)" in out and "feeding thread(s) per GPU" in out and "feed: one thread here" in out
     assert main(["plan", *FAST, f"home={home}", "--gpu", "tpu9"]) == 2
     assert "unknown" in capsys.readouterr().err

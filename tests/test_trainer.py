@@ -156,7 +156,7 @@ def test_mixed_precision_trains_and_resumes_exactly(tmp_path):
     """`amp` (bfloat16 autocast on the CPU; float16 + loss scaling on CUDA) still learns, and a
     run interrupted after its checkpoint resumes to the uninterrupted run's history and weights."""
     split, values = _data(n=160), np.arange(4.0)
-    params = {**PARAMS, "epochs": 6, "amp": True}
+    params = {**PARAMS, "epochs": 6, "amp": "bfloat16"}
     quiet = dict(log=lambda m: None)
     model = _model()
     before = predict_proba(model, split.images, split.val, "cpu")
@@ -174,9 +174,56 @@ def test_mixed_precision_trains_and_resumes_exactly(tmp_path):
         assert torch.equal(a, b), k
 
 
-def test_amp_is_resolved_per_device_and_keyed_only_when_on(tmp_path):
+def test_gpu_settings_are_resolved_per_device_and_keyed_only_off_the_cpu_defaults():
+    """AMP, channels_last and cuDNN autotuning: nothing on the CPU by default (CPU keys stay what
+    they were), bfloat16 + channels_last + autotuning on a GPU, autotuning off when deterministic;
+    `on` / `off` force them.  The GPU count is faked: the rule is plain arithmetic."""
     from cascade import config as C
     from cascade.stages import plan as P
 
-    assert not P._amp(C.load(["device=cpu"])) and P._amp(C.load(["train.amp=on"]))
-    assert P._amp(C.load(["device=cuda"])) and not P._amp(C.load(["device=cuda", "train.amp=off"]))
+    def settings(*words, gpus=0):
+        return P.accelerator_settings(C.load(list(words)), gpus=gpus)
+
+    assert settings() == {} and settings("devices=cpu", gpus=2) == {}
+    assert settings("train.amp=on") == {"amp": "bfloat16"}
+    assert settings("train.channels_last=on") == {"channels_last": True}
+    assert settings(gpus=1) == {"amp": "bfloat16", "channels_last": True, "cudnn_benchmark": True}
+    assert settings("train.amp=off", "train.channels_last=off", "train.deterministic=true", gpus=1) == \
+        {"channels_last": False, "cudnn_benchmark": False}
+    with pytest.raises(ValueError, match="devices=cuda: no CUDA device"):
+        settings("devices=cuda")
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_gradient_accumulation_keeps_the_effective_batch(tmp_path, augment):
+    """The retry of a fold out of GPU memory (`accumulate=2`): each batch forwarded in two halves
+    with their gradients summed is the same step as the whole batch when nothing depends on the
+    batch's composition (mode a: the body, its BatchNorm included, is frozen), with augmentation
+    drawn for the whole batch as before; the history says which epochs accumulated."""
+    split, values = _data(), np.arange(4.0)
+    params = {**PARAMS, "mode": "head", "augment": augment}
+    whole, halves = _model(), _model()
+    h1 = fit(whole, split, params, AUG, values, tmp_path / "a.pt", seed=2, log=lambda m: None)
+    h2 = fit(halves, split, params, AUG, values, tmp_path / "b.pt", seed=2, log=lambda m: None, accumulate=2)
+    for (k, a), b in zip(whole.state_dict().items(), halves.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+    assert all(r["accumulate"] == 2 for r in h2["history"]) and "accumulate" not in h1["history"][0]
+    assert h2["history"][-1]["train_loss"] == pytest.approx(h1["history"][-1]["train_loss"], rel=1e-4)
+
+
+def test_the_feed_gives_the_batches_in_order_and_passes_errors_on():
+    """feed.Feed: the gathered batches, in the caller's order, from a background thread; an
+    error while gathering is raised in the consumer; an epoch left early stops the thread."""
+    import threading
+
+    from cascade.train.feed import Feed
+
+    images = np.random.default_rng(0).integers(0, 255, (50, 8, 8, 3), dtype=np.uint8)
+    batches = [np.array([3, 1, 4]), np.array([15, 9]), np.array([26, 5, 35, 8])]
+    got = list(Feed(images, batches, "cpu"))
+    assert all(torch.equal(g, torch.from_numpy(images[b])) for g, b in zip(got, batches))
+    with pytest.raises(IndexError):
+        list(Feed(images, [np.array([1]), np.array([99])], "cpu"))
+    for _ in Feed(images, [np.array([i]) for i in range(50)], "cpu", depth=1):
+        break
+    assert not any(t.name == "cascade-feed" for t in threading.enumerate())

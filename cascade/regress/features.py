@@ -26,6 +26,7 @@ from cascade import config as C
 from cascade.data.cache import ImageCache
 from cascade.models.age_model import AgeModel
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, reserve, stable_hash
+from cascade.train.feed import Feed
 
 FEATURES_VERSION = 1
 LAYERS = ("last", "first")
@@ -146,10 +147,9 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
             if not done:
                 reserve(partial)                 # out of space: a clear error, not SIGBUS
             bar = tqdm(total=n, initial=done, desc=f"features {mode} {label}", disable=not progress, leave=False)
-            for start in range(done, n, batch_size):
-                rows = np.arange(start, min(start + batch_size, n))
-                x = model.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(cache.images[rows])).to(device))
-                array[rows] = extract_batch(model, x, mode).cpu().numpy()
+            chunks = [np.arange(start, min(start + batch_size, n)) for start in range(done, n, batch_size)]
+            for rows, crops in zip(chunks, Feed(cache.images, chunks, device)):
+                array[rows] = extract_batch(model, model.preprocessing.apply(crops), mode).cpu().numpy()
                 array.flush()                       # rows on disk before they are counted as done
                 atomic_write_json(done_file, {"rows": int(rows[-1]) + 1})
                 bar.update(len(rows))

@@ -32,7 +32,8 @@ from cascade.stages import read_folds
 from cascade.stages import plan as P
 from cascade.runtime import device
 from cascade.stages.execute import Runner, fold_seed, model_source
-from cascade.stages.workers import parallel_folds, run_fold_stage, threads_per_job
+from cascade.stages.placement import cpu_placement
+from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
 REGRESS_VERSION = 1
@@ -119,7 +120,8 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
     d = StageDir(C.cascade_home(cfg) / "regress", key)
     ages = index["age_lo"].to_numpy(float)
     subjects = index["subject"].astype(str).to_numpy()
-    threads = threads_per_job(cfg, parallel_folds(cfg, len(folds)))
+    where = cpu_placement(cfg, len(folds))
+    threads = where.threads
     with d.lock():
         if not d.usable("regression"):
             d.sweep()
@@ -129,7 +131,7 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
                                 str(d.path / "folds" / f"{name}.csv"), engine, fold_seed(cfg["seed"], name), threads)
                     for name, train, test in folds
                     if not all((d.path / "folds" / f"{name}.{ext}").exists() for ext in ("csv", "json"))]
-            run_fold_stage(todo, cfg, progress, desc, d.file("log.txt"))
+            run_fold_stage(todo, cfg, progress, desc, d.file("log.txt"), where)
             pred = read_folds(d.path / "folds" / f"{name}.csv" for name, _, _ in folds)
             atomic_write_text(d.file("predictions.csv"), pred.to_csv(index=False))
             models = {name: json.loads((d.path / "folds" / f"{name}.json").read_text())

@@ -127,9 +127,31 @@ def plan_work(plan: Plan) -> list[Work]:
     return out
 
 
-def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True) -> dict:
-    """The cost table of a plan: per node images, TFLOPs, CPU hours; totals per GPU class and
-    the CPU wall time with folds run `jobs` at a time."""
+def gpu_wall_hours(work: list[Work], train_flops: float, eval_flops: float, flops_per_s: float,
+                   devices: int) -> float:
+    """Wall-clock hours on `devices` GPUs of `flops_per_s` each: intermediate stages one after
+    another on the first GPU, a target's folds spread over all of them (stages/placement.py).
+    K folds sharing one GPU (`folds_per_device`) fill it better; they do not raise its peak,
+    which the assumed utilisation already prices."""
+    seconds = sum(w.flops(train_flops, eval_flops) / flops_per_s / (min(devices, w.folds) if w.folds > 1 else 1)
+                  for w in work)
+    return seconds / 3600
+
+
+def feed_rate(size: int, seconds: float = 0.5) -> float:
+    """Images/s one feeding thread of this machine gathers at `size` px (random batches of an
+    in-memory stand-in of the image cache: the warm-cache rate; benchmarks/feed_rate.py also
+    measures it cold)."""
+    from cascade.train.feed import delivery_rate
+    images = np.random.default_rng(0).integers(0, 256, (max(256, 2**26 // (3 * size * size)), size, size, 3),
+                                               dtype=np.uint8)
+    return delivery_rate(images, 64, seconds)
+
+
+def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True, devices: int = 1) -> dict:
+    """The cost table of a plan: per node images, TFLOPs, CPU hours; totals per GPU class, the
+    wall time on `devices` GPUs of each class and the feed threads each GPU needs; the CPU wall
+    time with folds run `jobs` at a time."""
     cfg = plan.cfg
     size = C.backbone_settings(cfg)["input_size"]
     target = plan.targets[0]
@@ -158,6 +180,9 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True)
     total_flops = sum(w.flops(train_flops, eval_flops) for w in work)
     peak, mfu = cfg["plan"]["gpus"], cfg["plan"]["utilisation"]
     gpu_hours = {g: total_flops / (peak[g] * 1e12 * mfu) / 3600 for g in gpus}
+    gpu_wall = {g: gpu_wall_hours(work, train_flops, eval_flops, peak[g] * 1e12 * mfu, devices) for g in gpus}
+    gpu_rate = {g: peak[g] * 1e12 * mfu / train_flops for g in gpus}          # training images/s per GPU
+    feed = feed_rate(size) if measure else None
     scaling = {}
     if rates:
         for j in jobs:
@@ -172,4 +197,6 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True)
                     seconds += cpu_seconds(w, cores)
             scaling[j] = seconds / 3600
     return {"rows": rows, "train_flops": train_flops, "eval_flops": eval_flops, "size": size,
-            "rates": rates, "gpu_hours": gpu_hours, "cpu_hours_by_jobs": scaling, "cores": cores}
+            "rates": rates, "gpu_hours": gpu_hours, "cpu_hours_by_jobs": scaling, "cores": cores,
+            "devices": devices, "folds_per_device": cfg["folds_per_device"], "gpu_wall_hours": gpu_wall,
+            "gpu_train_rate": gpu_rate, "feed_rate": feed}

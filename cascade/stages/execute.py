@@ -220,8 +220,8 @@ class FoldJob:
     features: str | None = None          # shared frozen-body features (mode a), memory-mapped
     ages: np.ndarray | None = None       # exact ages (NaN for group labels): MAE in years under age bins
 
-    def run(self, jobs: int) -> None:
-        run_fold(self, jobs, False)
+    def run(self, jobs: int, accumulate: int = 1) -> None:
+        run_fold(self, jobs, False, accumulate)
 
 
 def _train_share(rows: np.ndarray, params: dict, seed: int) -> np.ndarray:
@@ -254,9 +254,10 @@ def fold_split(subjects: np.ndarray, train: np.ndarray, params: dict, seed: int,
     return _train_share(train[tr], params, fold_seed(seed, name)), train[va]
 
 
-def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
+def run_fold(job: FoldJob, jobs: int, progress: bool, accumulate: int = 1) -> None:
     """Fine-tune from the parent on the fold's training subjects, predict its test subjects,
-    write the predictions atomically.  Runs in a worker process."""
+    write the predictions atomically.  Runs in a worker process.  `accumulate` > 1: the retry of a
+    fold that ran out of GPU memory (each batch in that many steps, see trainer.fit)."""
     threads = configure(job.cfg, jobs)
     out = Path(job.out)
     seed = fold_seed(job.cfg["seed"], job.name)
@@ -267,7 +268,7 @@ def run_fold(job: FoldJob, jobs: int, progress: bool) -> None:
     ckpt = out.with_suffix(".ckpt.pt")
     history = fit(model, Split(images, job.targets, train, val), job.params,
                   job.cfg["augment"], job.labels.values, ckpt, seed, device(job.cfg),
-                  log=lambda m: None, progress=False, features=feats)
+                  log=lambda m: None, progress=False, features=feats, accumulate=accumulate)
     atomic_write_json(out.with_suffix(".history.json"), {**history, "threads": threads})
     # the validation rows' probabilities: what a stacked ensemble's meta-model trains on
     val_probs = predict_proba(model, images, val, device(job.cfg), features=feats)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cascade import config as C
 from cascade.data.align import TEMPLATES
+from cascade.stages.placement import gpu_count, resolve_devices
 from cascade.data.datasets import cleaning_settings, crop_settings, missing_root, open_dataset
 from cascade.data.records import DatasetTable
 from cascade.models import weights as W
@@ -75,12 +76,30 @@ def _shared_settings(cfg: dict) -> dict:
             "augment": cfg["augment"], "seed": cfg["seed"], "trainer": TRAINER_VERSION}
 
 
-def _amp(cfg: dict) -> bool:
-    """train.amp resolved: auto means on exactly when training runs on CUDA."""
-    if cfg["train"]["amp"] != "auto":
-        return cfg["train"]["amp"] == "on"
+def accelerator_settings(cfg: dict, gpus: int | None = None) -> dict:
+    """How the devices train, resolved and keyed: `amp` (the autocast dtype) when mixed precision
+    is on, and on a GPU `channels_last` and `cudnn_benchmark`.  Empty for the CPU defaults, so CPU
+    keys stay what they were.  `gpus`: the visible GPU count (tests fake it; None asks torch)."""
+    devices = resolve_devices(cfg["devices"], gpu_count() if gpus is None else gpus)
+    on_gpu = devices[0] != "cpu"
+    t = cfg["train"]
+    out = {}
+    if t["amp"] == "on" or (t["amp"] == "auto" and on_gpu):
+        out["amp"] = "bfloat16" if not on_gpu or _bf16(devices) else "float16"
+    if on_gpu:
+        out["channels_last"] = t["channels_last"] != "off"
+        out["cudnn_benchmark"] = not t["deterministic"]
+    elif t["channels_last"] == "on":
+        out["channels_last"] = True
+    return out
+
+
+def _bf16(devices: tuple[str, ...]) -> bool:
+    """Every chosen GPU computes in bfloat16 natively (compute capability 8.0, Ampere, or later)."""
     import torch
-    return cfg["device"] == "cuda" or (cfg["device"] == "auto" and torch.cuda.is_available())
+    if not torch.cuda.is_available():     # a faked GPU count (tests): the common case today
+        return True
+    return all(torch.cuda.get_device_capability(d) >= (8, 0) for d in devices)
 
 
 def _balanced(cfg: dict, kind: str) -> dict | None:
@@ -106,6 +125,10 @@ def problems(cfg: dict) -> list[str]:
         found.append(str(exc))
     try:
         load_protocol(C.stage_params(cfg, cfg["target"], "full")["protocol"])
+    except ValueError as exc:
+        found.append(str(exc))
+    try:
+        resolve_devices(cfg["devices"], gpu_count())
     except ValueError as exc:
         found.append(str(exc))
     template = C.backbone_settings(cfg).get("align_template")
@@ -138,8 +161,7 @@ def build(cfg: dict, generate: bool = True) -> Plan:
     def child(kind: str, parent: Node, stage: str) -> Node:
         mode = C.stage_mode(cfg, kind == "target", parent.kind == "root", stage)
         params = C.stage_params(cfg, stage, mode)
-        if _amp(cfg):                  # only when on: CPU keys stay what they were without AMP
-            params["amp"] = True
+        params.update(accelerator_settings(cfg))     # empty on the CPU: CPU keys stay as they were
         if cfg["train"]["deterministic"]:          # only when on, likewise
             params["deterministic"] = True
         if cfg["labels"].get(stage):   # only when set: the default label space is the data's range

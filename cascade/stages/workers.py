@@ -11,6 +11,12 @@ torch ops on one intra-op thread never touches the inherited pool; PyTorch's own
 workers rely on the same rule.  So `backend=auto` forks only on Linux, when every fold
 gets one torch thread (`jobs` = cores, the default, or `train.threads=1`), and when CUDA is not
 initialised here.  Otherwise it uses loky, whose workers are fresh interpreters.
+
+On GPUs (stages/placement.py) every worker is a spawned interpreter pinned to one device before
+CUDA starts in it: CUDA_VISIBLE_DEVICES names its GPU, so it trains on `cuda:0` and cannot touch
+another card, and nothing is forked from a parent whose CUDA is already running.  A fold that runs
+out of GPU memory is retried once with half the batch and twice the gradient accumulation (the
+same effective batch; its history says so).
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from pathlib import Path
 import torch
 
 from cascade.stages import FoldsFailed, log_to
+from cascade.stages.placement import Placement, pin, placement
 
 _LIBC = ctypes.CDLL(None)
 
@@ -38,11 +45,6 @@ def threads_per_job(cfg: dict, jobs: int) -> int:
     """torch intra-op threads each of `jobs` parallel folds gets (`train.threads`, or the cores
     shared out)."""
     return cfg["train"]["threads"] or max(1, (os.cpu_count() or 1) // max(jobs, 1))
-
-
-def parallel_folds(cfg: dict, n_folds: int) -> int:
-    """How many folds run at once: `jobs` (0 = one per core), never more than there are folds."""
-    return max(1, min(cfg["jobs"] or os.cpu_count() or 1, n_folds))
 
 
 def fork_is_safe(cfg: dict, jobs: int) -> bool:
@@ -63,15 +65,23 @@ def local_backend(cfg: dict, jobs: int) -> str:
     return wanted
 
 
-def _attempt(job, jobs: int) -> str | None:
+def _attempt(job, jobs: int, device: str | None = None) -> str | None:
     """Run a fold (anything with `.name` and `.run(jobs)`), retrying once; return the error text
-    if both attempts fail."""
-    err = None
+    if both attempts fail.  `device`: pin this process to it first (a dask worker's own device).
+    A fold that ran out of GPU memory is retried with `accumulate=2`: half the batch per step,
+    gradients of two steps summed, so the effective batch is the same."""
+    if device is not None:
+        pin(device)
+    err, retry = None, {}
     for _ in range(2):
         try:
-            job.run(jobs)
+            job.run(jobs, **retry)
             err = None
             break
+        except torch.cuda.OutOfMemoryError:
+            err = traceback.format_exc(limit=3)
+            retry = {"accumulate": 2}
+            release_memory()
         except Exception:
             err = traceback.format_exc(limit=3)
     release_memory()
@@ -86,6 +96,8 @@ def release_memory() -> None:
     trim = getattr(_LIBC, "malloc_trim", None)    # glibc only
     if trim is not None:
         trim(0)
+    if torch.cuda.is_initialized():               # the caching allocator's blocks, for the next fold
+        torch.cuda.empty_cache()
 
 
 def _forked_worker(parent: int) -> None:
@@ -118,18 +130,41 @@ def _forked(n: int, jobs: list):
         gc.unfreeze()
 
 
-def run_folds(jobs: list, cfg: dict, progress: bool, desc: str) -> dict[str, str]:
-    """Run the folds; {fold: error} of those that failed twice.  Each fold writes its own file,
-    so the order they end in is free.  A job is anything picklable with `.name` and `.run(jobs)`:
-    a fine-tuning fold (FoldJob) or a regressor fold (cascade.regress.run)."""
+def _pinned_worker(slots, threads: int) -> None:
+    """First thing in a spawned GPU worker: take a device from `slots` and make it the only GPU
+    this process sees, before anything here starts CUDA; `threads` torch threads."""
+    ordinal = slots.get()
+    os.environ["CUDA_VISIBLE_DEVICES"] = ordinal
+    pin("cuda:0")
+    torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _spawned(where: Placement, jobs: list):
+    """(job, error or None) pairs, in order, from `where.workers` spawned interpreters, worker w
+    pinned to `where.device_of(w)`: K workers per GPU for K = folds_per_device."""
+    ctx = multiprocessing.get_context("spawn")
+    slots = ctx.Queue()
+    for w in range(where.workers):
+        slots.put(where.ordinal(w))
+    with ProcessPoolExecutor(where.workers, mp_context=ctx, initializer=_pinned_worker,
+                             initargs=(slots, where.threads)) as pool:
+        yield zip(jobs, pool.map(_attempt, jobs, repeat(where.workers)))
+
+
+def run_folds(jobs: list, cfg: dict, progress: bool, desc: str, where: Placement | None = None) -> dict[str, str]:
+    """Run the folds where `where` places them (default: the run's placement, see placement.py);
+    {fold: error} of those that failed twice.  Each
+    fold writes its own file, so the order they end in is free.  A job is anything picklable with
+    `.name` and `.run(jobs)`: a fine-tuning fold (FoldJob) or a regressor fold (cascade.regress.run)."""
     from tqdm import tqdm
 
-    n = parallel_folds(cfg, len(jobs))
+    where = where or placement(cfg, len(jobs))
     bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
     errors = {}
     with contextlib.ExitStack() as stack:
         try:
-            for job, err in _ended(stack, jobs, cfg, n):
+            for job, err in _ended(stack, jobs, cfg, where):
                 bar.update(1)
                 if err:
                     errors[job.name] = err
@@ -140,10 +175,11 @@ def run_folds(jobs: list, cfg: dict, progress: bool, desc: str) -> dict[str, str
     return errors
 
 
-def run_fold_stage(jobs: list, cfg: dict, progress: bool, desc: str, log: Path) -> None:
+def run_fold_stage(jobs: list, cfg: dict, progress: bool, desc: str, log: Path,
+                   where: Placement | None = None) -> None:
     """Run a stage's missing folds; if any failed twice, append their tracebacks to the stage's
     `log` and raise FoldsFailed naming them, after every other fold has finished and been kept."""
-    errors = run_folds(jobs, cfg, progress, desc)
+    errors = run_folds(jobs, cfg, progress, desc, where)
     if errors:
         for name, err in sorted(errors.items()):
             log_to(log)(f"fold {name} failed: {err}")
@@ -151,21 +187,30 @@ def run_fold_stage(jobs: list, cfg: dict, progress: bool, desc: str, log: Path) 
                           "Finished folds are kept; rerun to retry the rest.")
 
 
-def _ended(stack: contextlib.ExitStack, jobs: list, cfg: dict, n: int):
-    """(job, error or None) pairs from the backend that runs the jobs on `n` workers."""
+def _ended(stack: contextlib.ExitStack, jobs: list, cfg: dict, where: Placement):
+    """(job, error or None) pairs from the backend that runs the jobs as `where` places them."""
     from joblib import Parallel, delayed
 
-    if cfg["backend"] == "dask":
-        return zip(jobs, _on_dask(stack, cfg, n, (delayed(_attempt)(j, n) for j in jobs)))
-    if n == 1:
+    n = where.workers
+    if cfg["backend"] == "dask":        # each dask worker trains on its own device (one worker per GPU)
+        device = "cuda:0" if where.gpu else "cpu"
+        return zip(jobs, _on_dask(stack, cfg, n, (delayed(_attempt)(j, n, device) for j in jobs), where.gpu))
+    if n == 1:                          # here, on the run's first device
         return ((j, _attempt(j, 1)) for j in jobs)
+    if where.gpu:
+        if cfg["backend"] == "fork":
+            raise ValueError("backend=fork cannot place folds on GPUs (CUDA does not survive a fork); "
+                             "backend=auto spawns one pinned worker per fold slot")
+        return stack.enter_context(_spawned(where, jobs))
     if local_backend(cfg, n) == "fork":
         return stack.enter_context(_forked(n, jobs))
     return zip(jobs, Parallel(n_jobs=n, backend="loky", return_as="generator")(delayed(_attempt)(j, n) for j in jobs))
 
 
-def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls):
-    """joblib's dask backend on the cluster at `scheduler` (the same fold function as loky)."""
+def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls, gpu: bool):
+    """joblib's dask backend on the cluster at `scheduler` (the same fold function as loky).  On
+    GPUs every fold task asks for `resources={"GPU": 1}`: the scheduler runs it only on a worker
+    that declared a GPU (`dask worker ... --resources GPU=1`), one fold per GPU at a time."""
     from joblib import Parallel, parallel_config
     try:
         from distributed import Client
@@ -174,5 +219,5 @@ def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls):
     if not cfg["scheduler"]:
         raise ValueError("backend=dask needs scheduler=tcp://HOST:PORT (the dask scheduler's address)")
     stack.enter_context(Client(cfg["scheduler"]))
-    stack.enter_context(parallel_config(backend="dask"))
+    stack.enter_context(parallel_config(backend="dask", **({"resources": {"GPU": 1}} if gpu else {})))
     return Parallel(n_jobs=n, return_as="generator")(calls)

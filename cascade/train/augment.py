@@ -30,6 +30,8 @@ def random_affine(x: torch.Tensor, gen: torch.Generator, rotation: float, shift:
     sx = torch.where(u[:, 4] < 0.5, -1.0, 1.0) if flip else torch.ones(n)
     cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
     theta = torch.stack([torch.stack([cos * sx, -sin, tx], 1),
-                         torch.stack([sin * sx, cos, ty], 1)], 1).to(x.dtype).to(x.device)
+                         torch.stack([sin * sx, cos, ty], 1)], 1).to(x.dtype)
+    if x.is_cuda:          # drawn on the host (the seeded generator); copied without stalling the host
+        theta = theta.pin_memory().to(x.device, non_blocking=True)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -22,6 +22,7 @@ from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train import balance as B
 from cascade.train import schedule as S
 from cascade.train.augment import random_affine
+from cascade.train.feed import Feed, to_device
 from cascade.train.losses import make_loss
 
 
@@ -70,14 +71,15 @@ def _check_trainable(model: AgeModel, n_train: int, head_only: bool) -> None:
                          "(stages.<name>.mode=head)")
 
 
-def _to_input(model: AgeModel, images: np.ndarray, rows: np.ndarray, device) -> torch.Tensor:
-    return model.preprocessing.apply(torch.from_numpy(np.ascontiguousarray(images[rows])).to(device))
+def _inputs(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: int):
+    """`rows` in batches of `batch`, normalised on the device, fed ahead by feed.Feed."""
+    return (model.preprocessing.apply(x) for x in Feed(images, list(_batches(rows, batch)), device))
 
 
 @torch.no_grad()
 def embed(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: int = 256) -> torch.Tensor:
     model.eval()
-    return torch.cat([model.embed(_to_input(model, images, b, device)) for b in _batches(rows, batch)]) \
+    return torch.cat([model.embed(x) for x in _inputs(model, images, rows, device, batch)]) \
         if len(rows) else torch.zeros(0)
 
 
@@ -91,8 +93,7 @@ def predict_proba(model: AgeModel, images: np.ndarray, rows: np.ndarray, device,
         out = [F.softmax(model.head(torch.from_numpy(np.asarray(features[b])).to(device)).float(), 1).cpu()
                for b in _batches(rows, batch)]
     else:
-        out = [F.softmax(model(_to_input(model, images, b, device)).float(), 1).cpu()
-               for b in _batches(rows, batch)]
+        out = [F.softmax(model(x).float(), 1).cpu() for x in _inputs(model, images, rows, device, batch)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.classifier.out_features))
 
 
@@ -116,12 +117,17 @@ def _load_checkpoint(ckpt: Path, log: Callable[[str], None]) -> dict | None:
 
 def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np.ndarray,
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
-        progress: bool = False, desc: str = "", features: np.ndarray | None = None) -> dict:
+        progress: bool = False, desc: str = "", features: np.ndarray | None = None,
+        accumulate: int = 1) -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
-    augment, select, loss, amp, balance); leave in it the weights `select` names (the last epoch's, or the epoch with
-    the best validation loss / MAE); return the history.  `ckpt` is written after every epoch and
-    resumed from when present.  `features`: the frozen body's output for every image, computed
-    once by the caller and shared by many calls (mode a across the folds of a protocol)."""
+    augment, select, loss, amp, channels_last, balance); leave in it the weights `select` names
+    (the last epoch's, or the epoch with the best validation loss / MAE); return the history.
+    `ckpt` is written after every epoch and resumed from when present.  `features`: the frozen
+    body's output for every image, computed once by the caller and shared by many calls (mode a
+    across the folds of a protocol).  `accumulate` > 1 (a fold retried after running out of GPU
+    memory): each batch is augmented whole, then forwarded in that many parts whose gradients
+    are summed before the step, so the effective batch and the augmentation stay the same; only
+    BatchNorm sees the smaller parts.  Epochs trained so are marked in the history."""
     from tqdm import tqdm
 
     balance = params.get("balance", {})               # present only when set (see stages/plan.py)
@@ -137,7 +143,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=params.get("lr_factor", 0.5),
                                                        patience=params["patience"],
                                                        min_lr=params.get("lr_min") or 0.0)
-    values = torch.tensor(class_values, dtype=torch.float32)
+    values = torch.tensor(class_values, dtype=torch.float32).to(device)     # on the device once: no copy per step
     loss_fn = make_loss(params.get("loss", "ce"), params.get("loss_options"))
     select = params.get("select", "last")
     if select != "last" and not len(split.val):
@@ -148,14 +154,17 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     criterion = {"best_loss": "val_loss", "best_mae": "val_mae"}.get(select)
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "history": [],
              "best_state": copy.deepcopy(model.state_dict()) if criterion else None}
-    # Mixed precision (`amp`): float16 with loss scaling on CUDA, bfloat16 on CPU (no scaling needed).
-    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
-    amp = bool(params.get("amp", False))
-    scaler = torch.amp.GradScaler("cuda") if amp and device_type == "cuda" else None
+    # Mixed precision (`amp`, resolved by the plan: bfloat16, or float16 with loss scaling where
+    # a GPU has no bfloat16); channels_last where the plan chose it (GPUs).
+    device_type = torch.device(device).type
+    amp = params.get("amp") or None
+    scaler = torch.amp.GradScaler("cuda") if amp == "float16" and device_type == "cuda" else None
+    memory_format = torch.channels_last if params.get("channels_last") else torch.contiguous_format
+    model.to(memory_format=memory_format)
 
     def autocast():
-        return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16,
-                              enabled=amp)
+        return torch.autocast(device_type, dtype=torch.float16 if amp == "float16" else torch.bfloat16,
+                              enabled=bool(amp))
 
     saved = _load_checkpoint(ckpt, log)
     if saved is not None:
@@ -177,19 +186,33 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         else:
             cached = {"train": embed(model, split.images, split.train, device),
                       "val": embed(model, split.images, split.val, device)}
-    targets = torch.from_numpy(split.targets)
     train_targets = split.targets[split.train]
     weights = B.class_weights(train_targets, len(class_values), balance.get("weights", "none"))
     weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
     strength = B.augment_strength(split.targets, train_targets, balance.get("minority_augment", 0.0))
 
-    def forward(rows: np.ndarray, which: str, pos: np.ndarray | None, gen=None) -> torch.Tensor:
+    def inputs(which: str, positions: list[np.ndarray]):
+        """Each batch's input (None when the head reads cached features): uint8 crops fed ahead
+        of the step by a background thread, see feed.py."""
         if cached is not None:
-            return model.head(cached[which][torch.from_numpy(pos)])
-        x = _to_input(model, split.images, rows, device)
+            return (None for _ in positions)
+        rows = split.train if which == "train" else split.val
+        return Feed(split.images, [rows[pos] for pos in positions], device)
+
+    def prepare(x: torch.Tensor | None, rows: np.ndarray, gen=None) -> torch.Tensor | None:
+        """A batch's uint8 crops (on the device) normalised, and augmented when `gen` is given."""
+        if x is None:
+            return None
+        x = model.preprocessing.apply(x)
         if gen is not None and params["augment"]:
             x = random_affine(x, gen, aug["rotation"], aug["shift"], aug["crop"], aug["flip"],
                               None if strength is None else strength[rows])
+        return x.contiguous(memory_format=memory_format)
+
+    def forward(x: torch.Tensor | None, which: str, pos: np.ndarray) -> torch.Tensor:
+        """Logits of a prepared batch, or of the cached features at positions `pos`."""
+        if cached is not None:
+            return model.head(cached[which][to_device(pos, cached[which].device)])
         return model(x)
 
     patience_stop = params.get("early_stop")
@@ -209,30 +232,36 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             for group in opt.param_groups:
                 group["lr"] = S.cycle_lr(params, epoch)
         order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
-        total, count = 0.0, 0
-        for pos in train_batches(order, params["batch_size"]):
+        # the epoch's loss is summed on the device (float64, in step order: the same number as
+        # summing on the host, without a host sync every step)
+        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+        batches = train_batches(order, params["batch_size"])
+        for pos, x in zip(batches, inputs("train", batches)):
             rows = split.train[pos]
-            with autocast():
-                logits = forward(rows, "train", pos, gen)
-            t = targets[rows].to(device)
-            loss = loss_fn(logits.float(), t, values.to(device))
-            loss = (loss if weights is None else loss * weights[t]).mean()
             opt.zero_grad(set_to_none=True)
+            with autocast():
+                x = prepare(x, rows, gen)
+            for part in _parts(len(pos), accumulate):
+                with autocast():
+                    logits = forward(None if x is None else x[part], "train", pos[part])
+                t = to_device(split.targets[rows[part]], device)
+                loss = loss_fn(logits.float(), t, values)
+                loss = (loss if weights is None else loss * weights[t]).mean() * (len(t) / len(pos))
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                total += loss.detach().double() * len(rows)
             if scaler is not None:
-                scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
             else:
-                loss.backward()
                 opt.step()
-            total += float(loss.detach()) * len(rows)
             count += len(rows)
         with autocast():
-            val_loss, val_mae = _validate(model, split, forward, targets, values, loss_fn, device)
+            val_loss, val_mae = _validate(model, split, prepare, forward, inputs, values, loss_fn, device)
         if len(split.val):                 # no validation rows: the lr stays (nothing to plateau on)
             sched.step(val_loss)
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
-                  "val_mae": val_mae, "lr": opt.param_groups[0]["lr"]}
+        record = {"epoch": epoch + 1, "train_loss": float(total) / max(count, 1), "val_loss": val_loss,
+                  "val_mae": val_mae, "lr": opt.param_groups[0]["lr"],
+                  **({"accumulate": accumulate} if accumulate > 1 else {})}
         state["history"].append(record)
         if criterion and record[criterion] < state["best_val"]:
             state.update(best_val=record[criterion], best_epoch=epoch + 1,
@@ -267,18 +296,25 @@ def _should_stop(history: list[dict], metric: str, patience: int | None) -> bool
     return len(values) - 1 - int(np.nanargmin(values)) >= patience
 
 
+def _parts(n: int, k: int) -> list[slice]:
+    """A batch of `n` rows in `k` contiguous parts (gradient accumulation); one part is the batch."""
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 @torch.no_grad()
-def _validate(model, split, forward, targets, values, loss_fn, device) -> tuple[float, float]:
+def _validate(model, split, prepare, forward, inputs, values, loss_fn, device) -> tuple[float, float]:
     if not len(split.val):
         return float("nan"), float("nan")
     model.eval()
-    loss, err = 0.0, 0.0
-    for start in range(0, len(split.val), 256):
-        pos = np.arange(start, min(start + 256, len(split.val)))
+    # summed on the device in float64, chunk by chunk: the host's sums, without a sync per chunk
+    loss, err = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(2))
+    chunks = [np.arange(start, min(start + 256, len(split.val))) for start in range(0, len(split.val), 256)]
+    for pos, x in zip(chunks, inputs("val", chunks)):
         rows = split.val[pos]
-        logits = forward(rows, "val", pos).float()
-        t = targets[rows].to(device)
-        loss += float(loss_fn(logits, t, values.to(device)).sum())
+        logits = forward(prepare(x, rows), "val", pos).float()
+        t = to_device(split.targets[rows], device)
+        loss += loss_fn(logits, t, values).sum().double()
         expected = expected_value_torch(F.softmax(logits, 1), values)
-        err += float((expected - values.to(device)[t]).abs().sum())
-    return loss / len(split.val), err / len(split.val)
+        err += (expected - values[t]).abs().sum().double()
+    return float(loss) / len(split.val), float(err) / len(split.val)

@@ -33,7 +33,7 @@ CALIBRATION = (["train.threads=2"], ["backbones.demo.stages.imdb.lr=0.0022"],
 SETTINGS = ["data.synth.scale=0.05", "data.max_images=24", "backbones.demo.input_size=16",
             "backbones.demo.stages.imdb.epochs=2", "backbones.demo.stages.fgnet.epochs=2",
             "head.hidden=16", "stage=imdb", "target=fgnet", "run.prefixes=false", "jobs=1",
-            "train.threads=1", "device=cpu"]
+            "train.threads=1", "devices=cpu"]
 
 
 def measure(home: Path, extra: list[str] = ()) -> dict:
