@@ -114,3 +114,35 @@ def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     assert main(["run", *FAST, f"home={home}", "stage=imdb", "target=fgnet", "--dry-run"]) == 0
     assert "will run" in capsys.readouterr().out
     assert _snapshot(home) == before
+
+
+def test_a_weight_file_is_checked_against_its_sidecar_before_any_work(tmp_path, capsys):
+    """A converted weight file whose bytes no longer match the sha256 its sidecar recorded, or
+    that safetensors cannot read, is a problem of the run, named with the command that makes it
+    again; a sidecar without a sha256 is not checked (#22)."""
+    import json
+
+    from conftest import import_demo_weights
+
+    home = tmp_path / "home"
+    path = import_demo_weights(tmp_path, home)
+    args = ["run", f"home={home}", "weights=mydemo", "stage=", "target=fgnet", "--dry-run"]
+    assert main(args) == 0
+    capsys.readouterr()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF                                    # a flipped bit in the last tensor
+    path.write_bytes(bytes(data))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: its bytes do not match the sha256" in err
+    assert "cascade weights import" in err and "--name mydemo --backbone demo" in err and "--force" in err
+
+    side = path.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps({k: v for k, v in meta.items() if k != "sha256"}))
+    assert main(args) == 0                              # not recorded: not checked
+    capsys.readouterr()
+    path.write_bytes(b"not a safetensors file")
+    assert main(args) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
+
