@@ -146,3 +146,20 @@ def test_a_weight_file_is_checked_against_its_sidecar_before_any_work(tmp_path, 
     assert main(args) == 2
     assert "not a readable safetensors file" in capsys.readouterr().err
 
+
+def test_a_root_without_its_listing_is_named_before_any_work(tmp_path, capsys):
+    """A dataset folder that exists but lacks what its loader reads first (Adience's fold
+    listings, IMDB's .mat or CSV, any image for a folder scan) is reported with the file and
+    the folder, all at once, before anything is written (#22)."""
+    roots = {name: tmp_path / name for name in ("imdb", "adience", "utkface")}
+    for root in roots.values():
+        root.mkdir()
+    home = tmp_path / "home"
+    code = main(["run", f"home={home}", "stage=imdb,utkface", "target=adience", "--dry-run",
+                 *(f"data.root.{name}={root}" for name, root in roots.items())])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"data.root.imdb={roots['imdb']}: imdb: neither imdb.mat nor imdb.csv in {roots['imdb']}" in err
+    assert f"data.root.adience={roots['adience']}: adience: {roots['adience']} lacks ['fold_0_data.txt'" in err
+    assert f"data.root.utkface={roots['utkface']}: utkface: no image" in err
+    assert not home.exists()
