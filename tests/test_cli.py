@@ -110,10 +110,29 @@ def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     out = capsys.readouterr().out
     assert not fresh.exists()
     assert "not generated yet" in out and "pretrained → imdb → agedb ⇒ fgnet" in out
+    assert "estimate: waits for the data" in out
     before = _snapshot(home)
     assert main(["run", *FAST, f"home={home}", "stage=imdb", "target=fgnet", "--dry-run"]) == 0
-    assert "will run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "will run" in out
+    assert "estimate of the nodes not cached" in out and "on this CPU" in out       # the planner's, cheap path
+    assert all(f" {g} " in out for g in ("gtx1080ti", "a100", "h100")) and "GPU-hours from FLOPs" in out
     assert _snapshot(home) == before
+
+
+def test_a_run_starts_with_its_estimate_and_ends_with_what_it_wrote(home, capsys):
+    """The first line after the plan is the planner's estimate for this machine; after the table,
+    the results folder and the commands that rebuild, compare and go further (#22)."""
+    args = ["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "stage=", "target=utkface"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    folder = next((home / "results").glob("utkface-*"))
+    assert "estimate for this machine: ~" in out
+    assert f"written to {folder}/" in out
+    assert f"next: cascade report {folder}" in out and f"cascade compare {folder} " in out
+    assert "cascade regress pretrained" in out and "cascade analyse subjects" in out
+    assert main(args) == 0                              # everything cached: said so, nothing timed
+    assert "estimate: every node is cached" in capsys.readouterr().out
 
 
 def test_a_weight_file_is_checked_against_its_sidecar_before_any_work(tmp_path, capsys):
