@@ -19,6 +19,7 @@
     cascade analyse subjects [analyse.window=K] [analyse.bin=B] [balance.sampler=oversample ...]
     cascade analyse groups [key=value ...]
     cascade analyse distributions [key=value ...]
+    cascade doctor [key=value ...]    (libraries, devices, data, weights, disk a run needs; exit 0: it can start)
 
 STAGE is `pretrained` (the face-recognition weights) or a cascade prefix such as `imdb,agedb`.
 """
@@ -120,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("what", choices=["subjects", "groups", "distributions"])
     an.add_argument("settings", nargs="*", metavar="key=value")
     an.add_argument("--quiet", action="store_true", help="no progress bars")
+    doc = sub.add_parser("doctor", help="check the libraries, devices, data, weights and disk the configured run "
+                                        "needs, each problem with its fix; writes nothing; exit 0 when it can start")
+    doc.add_argument("settings", nargs="*", metavar="key=value")
     return p
 
 
@@ -417,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analysis(*ANALYSES["cam"], args.settings, args.quiet)
         if args.command == "analyse":
             return cmd_analysis(args.what, "analyse", args.settings, args.quiet)
+        if args.command == "doctor":
+            from cascade.doctor import doctor
+            text, ok = doctor(args.settings)
+            print(text)
+            return 0 if ok else 1
         raise AssertionError(f"unhandled command {args.command}")
     except (C.ConfigError, FileNotFoundError, ValueError, EngineError) as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)

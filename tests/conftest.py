@@ -45,3 +45,11 @@ def import_demo_weights(tmp_path: Path, home: Path, name: str = "mydemo") -> Pat
     src = tmp_path / f"{name}-source.safetensors"
     save_file({k: v.contiguous() for k, v in build_backbone("demo").body.state_dict().items()}, src)
     return import_weights(src, "safetensors", name, "demo", home, preprocessing=build_backbone("demo").preprocessing)
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under `root` (links followed) with its bytes' sha256: equal before and after a
+    command that must write nothing."""
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}

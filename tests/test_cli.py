@@ -1,16 +1,15 @@
 """Command-line surface: help for every sub-command, inspect of a real listing, pending commands."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from cascade.cli import main
 
-from conftest import FAST, REFERENCE
+from conftest import FAST, REFERENCE, snapshot
 
 COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble", "compare", "plan",
-            "explain", "analyse"]
+            "explain", "analyse", "doctor"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -93,13 +92,6 @@ def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
     assert not (home / "demo").exists() and not (home / "stages").exists()
 
 
-def _snapshot(root: Path) -> dict:
-    """Every file under `root` (links followed) with its bytes' sha256."""
-    import hashlib
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
-
-
 def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     """--dry-run on a fresh home generates no demo suite (it says the keys wait for the data and
     lists what will run); on a home with data it prints the keys; either way the home is
@@ -111,13 +103,13 @@ def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     assert not fresh.exists()
     assert "not generated yet" in out and "pretrained → imdb → agedb ⇒ fgnet" in out
     assert "estimate: waits for the data" in out
-    before = _snapshot(home)
+    before = snapshot(home)
     assert main(["run", *FAST, f"home={home}", "stage=imdb", "target=fgnet", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "will run" in out
     assert "estimate of the nodes not cached" in out and "on this CPU" in out       # the planner's, cheap path
     assert all(f" {g} " in out for g in ("gtx1080ti", "a100", "h100")) and "GPU-hours from FLOPs" in out
-    assert _snapshot(home) == before
+    assert snapshot(home) == before
 
 
 def test_a_run_starts_with_its_estimate_and_ends_with_what_it_wrote(home, capsys):
