@@ -76,6 +76,10 @@ def dataset_status(cfg: dict, name: str, home: Path):
         return f"{where}: not generated yet (a run generates it first; doctor writes nothing)", None, None
     except (OSError, ValueError) as exc:
         return f"{where}: cannot be read", None, f"dataset {name} ({where}): {exc}"
+    if not len(table):
+        return f"{where}: no image left", None, (f"dataset {name} ({where}): no image left after cleaning (are the "
+                                                  f"images where the listing says?); `cascade data inspect {name}` "
+                                                  f"with the same settings shows what each rule removed")
     return (f"{where}: {len(table):,} images, {table.frame['subject'].nunique():,} subjects, "
             f"crop {crop_settings(cfg, table)['mode']}"), table, None
 
