@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 
+from cascade.runtime import device
 from cascade.stages import estimate as E
 from cascade.stages import plan as P
 
@@ -43,16 +45,31 @@ def _cpu_hours(plan: P.Plan, train_flops: float) -> float | None:
     return sum(w.train_images / train + w.eval_images / ev for w in E.plan_work(plan)) / 3600
 
 
+def _cuda_name() -> str | None:
+    """The name of the first CUDA device the run sees, asked of `nvidia-smi` (None: not found).
+
+    Why not torch.cuda.get_device_name: it creates a CUDA context in this process, and a parent
+    with one cannot fork fold workers safely (workers.fork_is_safe), so a run's first line
+    would change how its folds run."""
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    try:
+        done = subprocess.run(["nvidia-smi", "-i", first, "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+
+
 def this_gpu_class(cfg: dict) -> tuple[str, str] | None:
     """(this machine's CUDA device name, its `plan.gpus` class) when the run trains on a GPU of a
     known class, matched by name ("NVIDIA H200" -> h200); else None."""
-    from cascade.runtime import device
-
-    if not device(cfg).startswith("cuda"):
+    name = _cuda_name() if device(cfg).startswith("cuda") else None
+    if name is None:
         return None
-    import torch
-
-    name = torch.cuda.get_device_name(0)
     flat = re.sub(r"[^a-z0-9]", "", name.lower())
     known = [g for g in cfg["plan"]["gpus"] if g in flat]
     return (name, max(known, key=len)) if known else None
@@ -86,25 +103,29 @@ def _cpu_text(out: dict) -> str:
             f"from a few timed steps)")
 
 
+def _gpu_text(out: dict, cfg: dict) -> str:
+    gpu = ", ".join(f"{g} {h:.3g}" for g, h in out["gpu_hours"].items())
+    return f"GPU-hours from FLOPs at utilisation {cfg['plan']['utilisation']:g}: {gpu}"
+
+
 def dry_run_text(plans: list[P.Plan]) -> str:
     """The estimate a dry run prints: CPU hours here and GPU-hours per GPU class."""
     out = outlook(plans)
     if out is None:
         return "estimate: every node is cached; the run only writes its tables"
-    cfg = plans[0].cfg
-    gpu = ", ".join(f"{g} {h:.3g}" for g, h in out["gpu_hours"].items())
     return (f"estimate of the nodes not cached (a lower bound; `cascade plan` for every node): {out['tflops']:.3g} TFLOP; "
-            f"{_cpu_text(out)}; GPU-hours from FLOPs at utilisation {cfg['plan']['utilisation']:g}: {gpu}")
+            f"{_cpu_text(out)}; {_gpu_text(out, plans[0].cfg)}")
 
 
 def start_line(plans: list[P.Plan]) -> str:
     """The one line a run starts with: the estimate for this machine (its GPU class when it
-    trains on a known one, else this CPU)."""
+    trains on a known one, every class when on another GPU, else this CPU)."""
     out = outlook(plans)
     if out is None:
         return "estimate: every node is cached; nothing to train"
-    if gpu := this_gpu_class(plans[0].cfg):
+    cfg = plans[0].cfg
+    if gpu := this_gpu_class(cfg):
         here = f"~{out['gpu_hours'][gpu[1]]:.3g} GPU-hours on this {gpu[0]} ({gpu[1]}, from FLOPs)"
     else:
-        here = _cpu_text(out)
+        here = _gpu_text(out, cfg) if device(cfg).startswith("cuda") else _cpu_text(out)
     return f"estimate for this machine: {here}; a lower bound (`cascade plan` for every node)"
