@@ -19,6 +19,7 @@
     cascade analyse subjects [analyse.window=K] [analyse.bin=B] [balance.sampler=oversample ...]
     cascade analyse groups [key=value ...]
     cascade analyse distributions [key=value ...]
+    cascade doctor [key=value ...]    (libraries, devices, data, weights, disk a run needs; exit 0: it can start)
 
 STAGE is `pretrained` (the face-recognition weights) or a cascade prefix such as `imdb,agedb`.
 """
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("what", choices=["subjects", "groups", "distributions"])
     an.add_argument("settings", nargs="*", metavar="key=value")
     an.add_argument("--quiet", action="store_true", help="no progress bars")
+    doc = sub.add_parser("doctor", help="check the libraries, devices, data, weights and disk the configured run "
+                                        "needs, each problem with its fix; writes nothing; exit 0 when it can start")
+    doc.add_argument("settings", nargs="*", metavar="key=value")
     return p
 
 
@@ -143,8 +147,19 @@ def cmd_analysis(module: str, entry: str, settings: list[str], quiet: bool) -> i
     return 0
 
 
+def next_steps(folder: Path, cfg: dict) -> str:
+    """What a finished run says after its table: the commands that rebuild it, compare it with
+    another run and go further from the same stages."""
+    chain = ",".join(cfg["stage"])
+    return (f"next: cascade report {folder}    (rebuild its tables and figures from the store)\n"
+            f"      cascade compare {folder} results/<another run>    (side by side, paired tests)\n"
+            f"      cascade regress pretrained{' ' + chain if chain else ''} | cascade analyse subjects    "
+            f"(with this run's settings: regressors on its features; thesis section 6)")
+
+
 def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
     from cascade.report.tables import write_run
+    from cascade.stages import cost
     from cascade.stages import plan as P
     from cascade.stages.execute import Runner
 
@@ -164,6 +179,7 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
         for label in [P.chain_label(stages[:i]) for i in range(1, len(stages) + 1)] + \
                 [P.chain_label(c, cfg["target"]) for c in P.target_chains(cfg)]:
             print(f"  {'(no key yet)':16s}  {label}")
+        print("estimate: waits for the data (it counts the images; `cascade plan` generates the demo suite and gives it)")
         return 0
     print(f"plan ({C.cascade_home(cfg)}):")
     for plan in plans:
@@ -172,13 +188,17 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
         for node in plan.nodes:
             print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
     if dry_run:
+        print(cost.dry_run_text(plans))
         return 0
+    if not quiet:
+        print(cost.start_line(plans))
     for plan in plans:
         Runner(plan, progress=not quiet).run()
     md, folder = write_run(plans, Path(cfg["run"]["results_dir"]), settings)
     print()
     print(md)
     print(f"written to {folder}/")
+    print(next_steps(folder, cfg))
     return 0
 
 
@@ -411,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analysis(*ANALYSES["cam"], args.settings, args.quiet)
         if args.command == "analyse":
             return cmd_analysis(args.what, "analyse", args.settings, args.quiet)
+        if args.command == "doctor":
+            from cascade.doctor import doctor
+            text, ok = doctor(args.settings)
+            print(text)
+            return 0 if ok else 1
         raise AssertionError(f"unhandled command {args.command}")
     except (C.ConfigError, FileNotFoundError, ValueError, EngineError) as exc:
         print(f"cascade: error: {exc}", file=sys.stderr)

@@ -32,3 +32,24 @@ def home(suite_home, tmp_path) -> Path:
     new.mkdir()
     (new / "demo").symlink_to(suite_home / "demo")
     return new
+
+
+def import_demo_weights(tmp_path: Path, home: Path, name: str = "mydemo") -> Path:
+    """`home/weights/<name>.safetensors` made by the real import path (`cascade weights import`'s
+    function) from the demo backbone's random body: a tiny weight file with its sidecar."""
+    from safetensors.torch import save_file
+
+    from cascade.models import build_backbone
+    from cascade.models.importers import import_weights
+
+    src = tmp_path / f"{name}-source.safetensors"
+    save_file({k: v.contiguous() for k, v in build_backbone("demo").body.state_dict().items()}, src)
+    return import_weights(src, "safetensors", name, "demo", home, preprocessing=build_backbone("demo").preprocessing)
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under `root` (links followed) with its bytes' sha256: equal before and after a
+    command that must write nothing."""
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}

@@ -1,16 +1,15 @@
 """Command-line surface: help for every sub-command, inspect of a real listing, pending commands."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from cascade.cli import main
 
-from conftest import FAST, REFERENCE
+from conftest import FAST, REFERENCE, snapshot
 
 COMMANDS = ["run", "protocol", "data", "weights", "features", "regress", "report", "tune", "ensemble", "compare", "plan",
-            "explain", "analyse"]
+            "explain", "analyse", "doctor"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -93,13 +92,6 @@ def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
     assert not (home / "demo").exists() and not (home / "stages").exists()
 
 
-def _snapshot(root: Path) -> dict:
-    """Every file under `root` (links followed) with its bytes' sha256."""
-    import hashlib
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
-
-
 def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     """--dry-run on a fresh home generates no demo suite (it says the keys wait for the data and
     lists what will run); on a home with data it prints the keys; either way the home is
@@ -110,7 +102,75 @@ def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     out = capsys.readouterr().out
     assert not fresh.exists()
     assert "not generated yet" in out and "pretrained → imdb → agedb ⇒ fgnet" in out
-    before = _snapshot(home)
+    assert "estimate: waits for the data" in out
+    before = snapshot(home)
     assert main(["run", *FAST, f"home={home}", "stage=imdb", "target=fgnet", "--dry-run"]) == 0
-    assert "will run" in capsys.readouterr().out
-    assert _snapshot(home) == before
+    out = capsys.readouterr().out
+    assert "will run" in out
+    assert "estimate of the nodes not cached" in out and "on this CPU" in out       # the planner's, cheap path
+    assert all(f" {g} " in out for g in ("gtx1080ti", "a100", "h100")) and "GPU-hours from FLOPs" in out
+    assert snapshot(home) == before
+
+
+def test_a_run_starts_with_its_estimate_and_ends_with_what_it_wrote(home, capsys):
+    """The first line after the plan is the planner's estimate for this machine; after the table,
+    the results folder and the commands that rebuild, compare and go further (#22)."""
+    args = ["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "stage=", "target=utkface"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    folder = next((home / "results").glob("utkface-*"))
+    assert "estimate for this machine: ~" in out
+    assert f"written to {folder}/" in out
+    assert f"next: cascade report {folder}" in out and f"cascade compare {folder} " in out
+    assert "cascade regress pretrained" in out and "cascade analyse subjects" in out
+    assert main(args) == 0                              # everything cached: said so, nothing timed
+    assert "estimate: every node is cached" in capsys.readouterr().out
+
+
+def test_a_weight_file_is_checked_against_its_sidecar_before_any_work(tmp_path, capsys):
+    """A converted weight file whose bytes no longer match the sha256 its sidecar recorded, or
+    that safetensors cannot read, is a problem of the run, named with the command that makes it
+    again; a sidecar without a sha256 is not checked (#22)."""
+    import json
+
+    from conftest import import_demo_weights
+
+    home = tmp_path / "home"
+    path = import_demo_weights(tmp_path, home)
+    args = ["run", f"home={home}", "weights=mydemo", "stage=", "target=fgnet", "--dry-run"]
+    assert main(args) == 0
+    capsys.readouterr()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF                                    # a flipped bit in the last tensor
+    path.write_bytes(bytes(data))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: its bytes do not match the sha256" in err
+    assert "cascade weights import" in err and "--name mydemo --backbone demo" in err and "--force" in err
+
+    side = path.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps({k: v for k, v in meta.items() if k != "sha256"}))
+    assert main(args) == 0                              # not recorded: not checked
+    capsys.readouterr()
+    path.write_bytes(b"not a safetensors file")
+    assert main(args) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
+
+
+def test_a_root_without_its_listing_is_named_before_any_work(tmp_path, capsys):
+    """A dataset folder that exists but lacks what its loader reads first (Adience's fold
+    listings, IMDB's .mat or CSV, any image for a folder scan) is reported with the file and
+    the folder, all at once, before anything is written (#22)."""
+    roots = {name: tmp_path / name for name in ("imdb", "adience", "utkface")}
+    for root in roots.values():
+        root.mkdir()
+    home = tmp_path / "home"
+    code = main(["run", f"home={home}", "stage=imdb,utkface", "target=adience", "--dry-run",
+                 *(f"data.root.{name}={root}" for name, root in roots.items())])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"data.root.imdb={roots['imdb']}: imdb: neither imdb.mat nor imdb.csv in {roots['imdb']}" in err
+    assert f"data.root.adience={roots['adience']}: adience: {roots['adience']} lacks ['fold_0_data.txt'" in err
+    assert f"data.root.utkface={roots['utkface']}: utkface: no image" in err
+    assert not home.exists()

@@ -73,3 +73,15 @@ def test_plan_command(home, capsys):
     assert "h wall on 1 GPU(s)" in out and "feeding thread(s) per GPU" in out and "feed: one thread here" in out
     assert main(["plan", *FAST, f"home={home}", "--gpu", "tpu9"]) == 2
     assert "unknown" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, cls", [("NVIDIA H200", "h200"), ("NVIDIA A100-SXM4-80GB", "a100"),
+                                       ("NVIDIA GeForce GTX 1080 Ti", "gtx1080ti"), ("Tesla T4", None)])
+def test_a_runs_first_line_prices_this_gpu_by_its_class(monkeypatch, name, cls):
+    """The start line's GPU class is read off the device name (asked of nvidia-smi, so this
+    process creates no CUDA context); an unknown GPU gets no class (#22)."""
+    from cascade.stages import cost
+
+    monkeypatch.setattr(cost, "_cuda_name", lambda: name)
+    monkeypatch.setattr(cost, "device", lambda cfg: "cuda")
+    assert cost.this_gpu_class(C.load([])) == ((name, cls) if cls else None)

@@ -63,10 +63,17 @@ def configured_root(cfg: dict, name: str) -> tuple[str, str]:
 
 
 def missing_root(cfg: dict, name: str) -> str | None:
-    """The problem with dataset `name`'s configured folder (None: fine, or the demo suite)."""
+    """The problem with dataset `name`'s configured folder (None: fine, or the demo suite): it
+    does not exist, or it lacks the listing (or images) its loader reads first."""
+    from cascade.data.formats import missing_files
+
     key, given = configured_root(cfg, name)
-    if given and not Path(given).expanduser().is_dir():
+    if not given:
+        return None
+    if not Path(given).expanduser().is_dir():
         return f"data.root.{key}={given}: folder does not exist (point it at your copy of {key}, or leave it empty for the demo suite)"
+    if problem := missing_files(DATASETS[name][0], Path(given).expanduser()):
+        return f"data.root.{key}={given}: {problem}; point it at the folder that holds them (layouts: docs/data.md)"
     return None
 
 

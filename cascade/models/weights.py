@@ -48,12 +48,85 @@ def resolve(spec: str, default: str, home: Path) -> Path | None:
     if path.suffix != ".safetensors":
         path = Path(home) / "weights" / f"{name}.safetensors"
     if not path.exists():
-        what, command = SOURCES.get(name, ("a .safetensors file written by `cascade weights import`",
-                                           f"cascade weights import FILE --format F --name {name}"))
+        what, command = _source_of(name)
         raise FileNotFoundError(f"weights {name!r}: expected {path} — {what}. Make it once with: {command} "
                                 f"(docs/backbones-and-weights.md lists every file); or pass "
                                 f"weights=/path/file.safetensors, or weights=none for random initialisation.")
     return path
+
+
+def _source_of(name: str) -> tuple[str, str]:
+    """(what the weight file `name` is, the command that makes it): the documented one of
+    `SOURCES`, else the import command's general form."""
+    return SOURCES.get(name, ("a .safetensors file written by `cascade weights import`",
+                              f"cascade weights import FILE --format F --name {name}"))
+
+
+def import_command(path: Path, meta: dict | None) -> str:
+    """The command that writes weight file `path` again, replacing what is there: from its
+    sidecar `meta` (the source, format and backbone it was made from) when there is one, else
+    the documented command of its name."""
+    name = Path(path).stem
+    if not meta or not meta.get("source"):
+        return _source_of(name)[1] + " --force"
+    command = (f"cascade weights import {meta['source']} --format {meta['format']} --name {name} "
+               f"--backbone {meta['backbone']}")
+    if meta.get("preprocessing_from") == "given":
+        command += f" --preprocessing '{json.dumps(meta['preprocessing'])}'"
+    return command + " --force"
+
+
+def problem(path: Path | None) -> str | None:
+    """What would stop a run from reading weight file `path`, found before any work (None:
+    nothing): its sidecar is not JSON, its bytes differ from the sha256 the sidecar recorded at
+    import (changed, truncated or copied badly since), or it is not a readable safetensors file.
+    Each problem names the file and the command that makes it again.
+
+    A file without a sidecar, or a sidecar without `sha256`, is not checked against one: that is
+    not an error (weights=/path/file.safetensors may come from anywhere)."""
+    if path is None:
+        return None
+    from cascade.models.importers import sidecar_path
+
+    path = Path(path)
+    side = sidecar_path(path)
+    try:
+        st = path.stat()
+        side_stat = (side.stat().st_size, side.stat().st_mtime_ns) if side.exists() else None
+        return _problem(str(path.resolve()), st.st_size, st.st_mtime_ns, side_stat)
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc}); check its permissions, or make it again with: " \
+               f"{import_command(path, None)}"
+
+
+@functools.lru_cache(maxsize=16)
+def _problem(path: str, size: int, mtime_ns: int, sidecar_stat: tuple[int, int] | None) -> str | None:
+    """`problem`, memoised per process on (path, size, mtime) of the file and its sidecar.
+
+    Why in-process only: a dry run and `cascade doctor` write nothing, so they could not store
+    a verdict beside the file; and a run hashes the file once per process, about what `identity`
+    costs anyway (it reads every tensor once).  The stats in the key check a replaced file, or
+    a rewritten sidecar, again."""
+    from safetensors import safe_open
+
+    from cascade.models.importers import sidecar_path
+    from cascade.store import file_sha256
+
+    side = sidecar_path(Path(path))
+    try:
+        meta = json.loads(side.read_text()) if side.exists() else None
+    except (OSError, ValueError) as exc:
+        return f"{side}: the sidecar of {path} cannot be read ({exc}); make both again with: " \
+               f"{import_command(Path(path), None)}"
+    if meta and meta.get("sha256") and file_sha256(path) != meta["sha256"]:
+        return (f"{path}: its bytes do not match the sha256 its sidecar {side.name} recorded at import "
+                f"(changed or truncated since); make it again with: {import_command(Path(path), meta)}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            f.keys()
+    except Exception as exc:      # safetensors parses no code; anything else is simply not weights
+        return f"{_unreadable(Path(path), exc)}; make it again with: {import_command(Path(path), meta)}"
+    return None
 
 
 #: Prefix of `identity`.  Keys made under the old rule (`sha256:` of the file's bytes) never

@@ -114,13 +114,15 @@ def _balanced(cfg: dict, kind: str) -> dict | None:
 
 def problems(cfg: dict) -> list[str]:
     """Everything that would stop this run, found before anything is generated, decoded or
-    trained: every dataset folder it reads, its weight file and its target's protocol file.
+    trained: every dataset folder it reads and the listing its loader needs there, its weight
+    file (present, readable, the sha256 its sidecar recorded) and its target's protocol file.
     All of them at once, each with its fix (not the first, after a minute of work)."""
     home = C.cascade_home(cfg)
     found = [p for s in dict.fromkeys([*cfg["stage"], cfg["target"]])
              if (p := missing_root(cfg, C.stage_params(cfg, s, "full")["dataset"]))]
     try:
-        W.resolve(cfg["weights"], C.backbone_settings(cfg)["weights"], home)
+        if weight_problem := W.problem(W.resolve(cfg["weights"], C.backbone_settings(cfg)["weights"], home)):
+            found.append(weight_problem)
     except FileNotFoundError as exc:
         found.append(str(exc))
     try:

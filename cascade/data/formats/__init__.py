@@ -11,10 +11,11 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from cascade.data.formats.adience import load_adience
+from cascade.data.formats import agedb, fgnet, utkface
+from cascade.data.formats.adience import fold_listings, load_adience
 from cascade.data.formats.agedb import load_agedb
 from cascade.data.formats.fgnet import load_fgnet
-from cascade.data.formats.imdb import load_imdb, load_wiki
+from cascade.data.formats.imdb import load_imdb, load_wiki, metadata_file
 from cascade.data.formats.utkface import load_utkface
 from cascade.data.records import DatasetTable
 
@@ -26,6 +27,28 @@ LOADERS: dict[str, Callable[..., DatasetTable]] = {
     "adience": load_adience,
     "utkface": load_utkface,
 }
+
+#: What each loader must find under its root before it can read a row: a check that raises
+#: FileNotFoundError naming the missing file and what the loader expects there.
+REQUIRED_FILES: dict[str, Callable[[Path], object]] = {
+    "imdb": lambda root: metadata_file(root, "imdb"),
+    "wiki": lambda root: metadata_file(root, "wiki"),
+    "agedb": agedb.required_files,
+    "fgnet": fgnet.required_files,
+    "adience": fold_listings,
+    "utkface": utkface.required_files,
+}
+
+
+def missing_files(name: str, root: str | Path) -> str | None:
+    """What loader `name` needs in the existing folder `root` and does not find (None: all
+    there), checked before a run decodes anything: a wrong folder is named at once, with the
+    file it lacks, instead of after the other datasets were read."""
+    try:
+        REQUIRED_FILES[name](Path(root))
+    except FileNotFoundError as exc:
+        return str(exc)
+    return None
 
 
 def options_of(name: str) -> list[str]:

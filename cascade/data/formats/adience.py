@@ -164,6 +164,16 @@ def _fold_notes(frame: pd.DataFrame, report: CleaningReport) -> None:
                         + ", ".join(f"{who} {n:,}" for who, n in PUBLISHED.items()))
 
 
+def fold_listings(root: Path) -> list[Path]:
+    """The five fold listings under `root`; an error naming each one that is missing."""
+    paths = [root / f"fold_{k}_data.txt" for k in range(N_FOLDS)]
+    absent = [p.name for p in paths if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(f"adience: {root} lacks {absent} (the release's fold listings; images under "
+                                f"faces/ or aligned/)")
+    return paths
+
+
 def load_adience(root: Path, *, policy: str = "strict", groups: int = 8, variant: str = "faces",
                  require_files: bool = True) -> DatasetTable:
     """Adience rows with group labels (age NaN, age_lo/age_hi the group), subject = user_id,
@@ -172,10 +182,7 @@ def load_adience(root: Path, *, policy: str = "strict", groups: int = 8, variant
     check_choice("groups", groups, (8, 3))
     check_choice("variant", variant, tuple(VARIANTS))
     root = require_dir(root, "adience")
-    paths = [root / f"fold_{k}_data.txt" for k in range(N_FOLDS)]
-    absent = [p.name for p in paths if not p.is_file()]
-    if absent:
-        raise FileNotFoundError(f"adience: {root} lacks {absent}")
+    paths = fold_listings(root)
     parts, malformed = zip(*(read_fold(p, k) for k, p in enumerate(paths)))
     rows = pd.concat(parts, ignore_index=True)
     bad = [row for rows_of_fold in malformed for row in rows_of_fold]

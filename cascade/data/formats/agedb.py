@@ -14,7 +14,7 @@ import scipy.io
 
 from cascade.data.formats._common import (build_frame, check_choice, drop_implausible_ages, drop_missing,
                                           drop_rows, make_table, number_field, read_records, require_dir,
-                                          scan_images, text_field, whole_numbers)
+                                          require_images, scan_images, text_field, whole_numbers)
 from cascade.data.records import CleaningReport, DatasetTable
 
 LISTINGS = ("auto", "files", "json", "mat")
@@ -71,6 +71,12 @@ def _pick_listing(root: Path, listing: str) -> tuple[str, Path]:
     elif listing != "files" and not files[listing].is_file():
         raise FileNotFoundError(f"agedb: listing={listing!r} but {files[listing]} does not exist")
     return listing, files[listing]
+
+
+def required_files(root: Path) -> None:
+    """A listing, or else image files to parse: an error saying which when there is neither."""
+    if _pick_listing(root, "auto")[0] == "files":
+        require_images(root, "agedb", f"{JSON_NAME}, {MAT_NAME} nor image <id>_<Name>_<age>_<g>.jpg")
 
 
 def load_agedb(root: Path, *, listing: str = "auto", require_files: bool = True) -> DatasetTable:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cascade.data.formats._common import (build_frame, check_choice, drop_implausible_ages, drop_missing,
                                           drop_rows, make_table, number_field, read_records, require_dir,
-                                          scan_images, text_field, whole_numbers)
+                                          require_images, scan_images, text_field, whole_numbers)
 from cascade.data.records import CleaningReport, DatasetTable
 
 LISTINGS = ("auto", "files", "json")
@@ -67,6 +67,17 @@ def _json_rows(path: Path, prefix: str, folder: Path, require_files: bool) -> pd
                          "age": number_field(raw, "age")}, index=raw.index)
 
 
+def _json_listing(root: Path, folder: Path) -> Path | None:
+    return next((p for p in (root / JSON_NAME, folder / JSON_NAME) if p.is_file()), None)
+
+
+def required_files(root: Path) -> None:
+    """The JSON listing, or else image files to parse: an error saying so when there is neither."""
+    folder = image_folder(root)
+    if _json_listing(root, folder) is None:
+        require_images(folder, "fgnet", f"{JSON_NAME} nor image NNNAyy.JPG (in images/ or the root)")
+
+
 def load_fgnet(root: Path, *, listing: str = "auto", require_files: bool = True) -> DatasetTable:
     """FG-NET rows; subject = "NNN", fold -1 (its protocol is leave-one-person-out, which
     protocols derive from ``subject``)."""
@@ -74,7 +85,7 @@ def load_fgnet(root: Path, *, listing: str = "auto", require_files: bool = True)
     root = require_dir(root, "fgnet")
     folder = image_folder(root)
     prefix = "images/" if folder != root else ""
-    json_path = next((p for p in (root / JSON_NAME, folder / JSON_NAME) if p.is_file()), None)
+    json_path = _json_listing(root, folder)
     if listing == "json" and json_path is None:
         raise FileNotFoundError(f"fgnet: listing='json' but no {JSON_NAME} in {root} or {folder}")
     if listing == "files" or (listing == "auto" and json_path is None):

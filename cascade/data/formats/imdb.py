@@ -180,9 +180,9 @@ def _clean(rows: pd.DataFrame, report: CleaningReport, age_range: tuple[int, int
     return rows
 
 
-def _source(root: Path, key: str, csv: str | Path | None) -> Path:
+def metadata_file(root: Path, key: str, csv: str | Path | None = None) -> Path:
     """The .mat when present, else the CSV export: the .mat carries the face scores the
-    cleaning rules need, so it wins when both exist."""
+    cleaning rules need, so it wins when both exist.  None there: an error naming both."""
     if csv is not None:
         path = Path(csv) if Path(csv).is_absolute() else root / csv
         if not path.is_file():
@@ -191,13 +191,14 @@ def _source(root: Path, key: str, csv: str | Path | None) -> Path:
     for candidate in (root / f"{key}.mat", root / f"{key}.csv"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{key}: neither {key}.mat nor {key}.csv in {root}")
+    raise FileNotFoundError(f"{key}: neither {key}.mat nor {key}.csv in {root} (the IMDB-WIKI metadata, struct "
+                            f"{key!r}, or its CSV export with columns genders, ages, img_paths)")
 
 
 def _load(key: str, root: Path, *, min_face_score: float, age_range: tuple[int, int],
           require_files: bool, csv: str | Path | None) -> DatasetTable:
     root = require_dir(root, key)
-    source = _source(root, key, csv)
+    source = metadata_file(root, key, csv)
     rows = read_mat(source, key) if source.suffix.lower() == ".mat" else read_csv(source)
     report = CleaningReport(dataset=key, source=str(source), n_raw=len(rows))
     rows = _clean(rows, report, tuple(age_range), float(min_face_score))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cascade.data.formats._common import build_frame, drop_rows, make_table, require_dir, scan_images
+from cascade.data.formats._common import (build_frame, drop_rows, make_table, require_dir, require_images,
+                                          scan_images)
 from cascade.data.records import CleaningReport, DatasetTable
 
 #: Released age range; a parsed age outside it is a broken name, not a person.
@@ -47,6 +48,11 @@ def _note_malformed(rows: pd.DataFrame, report: CleaningReport) -> None:
     no_gender = int((rows["gender"] == "").sum())
     if no_gender:
         report.notes.append(f"{no_gender} kept rows have no readable gender")
+
+
+def required_files(root: Path) -> None:
+    """Image files to parse: an error saying what is expected when there are none."""
+    require_images(root, "utkface", "image [age]_[gender]_[race]_[date].jpg.chip.jpg")
 
 
 def load_utkface(root: Path, *, age_range: tuple[int, int] = AGE_RANGE,
