@@ -32,20 +32,25 @@ FACENET = "pip install --force-reinstall facenet-pytorch==2.5.3"
 
 def libraries() -> str:
     """The installed version of each library a run uses ("not installed" when absent)."""
-    from cascade.runtime import _version
+    from cascade.runtime import package_version
 
-    return ", ".join(f"{name} {_version(name)}" for name in LIBRARIES)
+    return ", ".join(f"{name} {package_version(name)}" for name in LIBRARIES)
 
 
 def devices(cfg: dict) -> str:
-    """CPU cores and the CUDA devices torch sees, and the device the run trains on."""
+    """CPU cores and the CUDA devices torch sees, and where the run trains (stages/placement.py)."""
     import torch
 
-    from cascade.runtime import device
+    from cascade.stages.placement import placement
 
     n = torch.cuda.device_count()
     cuda = ", ".join(torch.cuda.get_device_name(i) for i in range(n)) if n else "none"
-    return f"{os.cpu_count()} CPU cores; CUDA devices: {cuda}; the run trains on {device(cfg)}"
+    try:
+        where = placement(cfg, 1 << 30)
+    except ValueError as exc:                  # a devices= this machine cannot give: listed as a problem too
+        return f"{os.cpu_count()} CPU cores; CUDA devices: {cuda}; {exc}"
+    return (f"{os.cpu_count()} CPU cores; CUDA devices: {cuda}; the run trains on {', '.join(where.devices)}, "
+            f"folds {where.workers} at a time with {where.threads} CPU thread(s) each")
 
 
 def mtcnn_missing() -> tuple[Path | None, list[str]]:

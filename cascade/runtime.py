@@ -53,7 +53,7 @@ def deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = not on    # autotuned kernels on a GPU (keyed as cudnn_benchmark)
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -96,9 +96,9 @@ def fingerprint(cfg: dict) -> dict:
     GPU, threads per fold and per intermediate stage, and deterministic mode."""
     dev = device(cfg)
     return {
-        "harness": _version("cascade-age"), **_git(),
+        "harness": package_version("cascade-age"), **_git(),
         "python": platform.python_version(),
-        **{name: _version(name) for name in ("torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn",
+        **{name: package_version(name) for name in ("torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn",
                                              "pandas")},
         "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
