@@ -149,3 +149,23 @@ def test_the_cluster_recipe_starts_one_gpu_worker_per_job(system):
     assert "--resources GPU=2" in script and "export CASCADE_HOME=/shared/cascade" in script
     assert ("#SBATCH --gres=gpu:1" if system == "slurm" else "#PBS -l select=1:ncpus=8:ngpus=1") in script
     assert "distributed.cli.dask_worker" in script and "--nthreads 8" in script
+
+
+class Slots:
+    """A stand-in fold that records the number of fold slots it was configured as one of."""
+
+    def __init__(self, name: str, folder: str):
+        self.name, self.folder = name, folder
+
+    def run(self, jobs: int) -> None:
+        Path(self.folder, self.name).write_text(str(jobs))
+
+
+def test_a_last_fold_left_alone_trains_with_the_threads_of_the_full_run(tmp_path):
+    """A resumed LOPO with one fold left runs it in the run's process, but as one of the run's
+    two slots (cores / 2 threads), as the uninterrupted run did: the thread count splits
+    reductions, so training it on all cores would change its numbers (found by crash-anywhere)."""
+    cfg = _cfg("jobs=2")
+    where = placement(cfg, 82, gpus=0, cores=2)
+    assert W.run_folds([Slots("081", str(tmp_path))], cfg, False, "t", where) == {}
+    assert (tmp_path / "081").read_text() == "2"

@@ -25,6 +25,7 @@ from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
 from cascade.runtime import configure, device
 from cascade.stages import log_to, read_folds
+from cascade.stages.placement import placement
 from cascade.stages.plan import Node, Plan
 from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
@@ -145,15 +146,18 @@ class Runner:
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
             features = self.shared_features(node, d, cache, labels)
             jobs = []
-            for name, train, test in protocol_folds(table.frame.assign(label=targets), node.info["protocol"],
-                                                     self.cfg["split_seed"]):
+            folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], self.cfg["split_seed"])
+            for name, train, test in folds:
                 out = d.path / "folds" / f"{name}.csv"
                 if not out.exists():
                     jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
                                         table.frame["subject"].to_numpy(), labels, node.params,
                                         self.cfg, model_source(self.plan, node.parent), features,
                                         table.frame["age"].to_numpy(float)))
-            run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"))
+            # placed by the protocol's fold count, not the folds left: a resumed run trains its
+            # remaining folds with the threads an uninterrupted one would (see workers._ended)
+            run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"),
+                           placement(self.cfg, len(folds)))
             preds = read_folds(sorted((d.path / "folds").glob("*.csv"))).copy()   # one block: cheap insert
             preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
             atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))

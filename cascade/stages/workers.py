@@ -113,8 +113,9 @@ def _forked_worker(parent: int) -> None:
 
 
 @contextlib.contextmanager
-def _forked(n: int, jobs: list):
-    """(job, error or None) pairs, in order, from `n` workers forked from this process.  A worker
+def _forked(n: int, slots: int, jobs: list):
+    """(job, error or None) pairs, in order, from `n` workers forked from this process, each fold
+    configured as one of `slots`.  A worker
     lives for many folds: a fresh fork per fold would redo PyTorch's per-process kernel set-up
     every fold (the demo LOPO took twice as long) and, since the shared part shrinks with it,
     would not change how the run compares with one worker.  The collector is frozen and free heap
@@ -125,7 +126,7 @@ def _forked(n: int, jobs: list):
     try:
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"),
                                  initializer=_forked_worker, initargs=(os.getpid(),)) as pool:
-            yield zip(jobs, pool.map(_attempt, jobs, repeat(n)))
+            yield zip(jobs, pool.map(_attempt, jobs, repeat(slots)))
     finally:
         gc.unfreeze()
 
@@ -140,14 +141,14 @@ def _pinned_worker(slots, threads: int) -> None:
 
 
 @contextlib.contextmanager
-def _spawned(where: Placement, jobs: list):
-    """(job, error or None) pairs, in order, from `where.workers` spawned interpreters, worker w
-    pinned to `where.device_of(w)`: K workers per GPU for K = folds_per_device."""
+def _spawned(where: Placement, n: int, jobs: list):
+    """(job, error or None) pairs, in order, from `n` spawned interpreters, worker w pinned to
+    `where.device_of(w)`: K workers per GPU for K = folds_per_device."""
     ctx = multiprocessing.get_context("spawn")
     slots = ctx.Queue()
-    for w in range(where.workers):
+    for w in range(n):
         slots.put(where.ordinal(w))
-    with ProcessPoolExecutor(where.workers, mp_context=ctx, initializer=_pinned_worker,
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_pinned_worker,
                              initargs=(slots, where.threads)) as pool:
         yield zip(jobs, pool.map(_attempt, jobs, repeat(where.workers)))
 
@@ -188,23 +189,29 @@ def run_fold_stage(jobs: list, cfg: dict, progress: bool, desc: str, log: Path,
 
 
 def _ended(stack: contextlib.ExitStack, jobs: list, cfg: dict, where: Placement):
-    """(job, error or None) pairs from the backend that runs the jobs as `where` places them."""
+    """(job, error or None) pairs from the backend that runs the jobs as `where` places them.
+
+    Every fold trains as one of `where.workers` slots (its threads: `where.threads`), even when
+    fewer jobs are left: a resumed run whose last fold is alone must train it with the threads an
+    uninterrupted run gave it, or its numbers differ (threads split reductions differently).  Only
+    the pool is smaller."""
     from joblib import Parallel, delayed
 
-    n = where.workers
+    slots = where.workers
+    n = min(slots, len(jobs))
     if cfg["backend"] == "dask":        # each dask worker trains on its own device (one worker per GPU)
         device = "cuda:0" if where.gpu else "cpu"
-        return zip(jobs, _on_dask(stack, cfg, n, (delayed(_attempt)(j, n, device) for j in jobs), where.gpu))
-    if n == 1:                          # here, on the run's first device
-        return ((j, _attempt(j, 1)) for j in jobs)
+        return zip(jobs, _on_dask(stack, cfg, n, (delayed(_attempt)(j, slots, device) for j in jobs), where.gpu))
+    if n <= 1:                          # here, on the run's first device
+        return ((j, _attempt(j, slots)) for j in jobs)
     if where.gpu:
         if cfg["backend"] == "fork":
             raise ValueError("backend=fork cannot place folds on GPUs (CUDA does not survive a fork); "
                              "backend=auto spawns one pinned worker per fold slot")
-        return stack.enter_context(_spawned(where, jobs))
-    if local_backend(cfg, n) == "fork":
-        return stack.enter_context(_forked(n, jobs))
-    return zip(jobs, Parallel(n_jobs=n, backend="loky", return_as="generator")(delayed(_attempt)(j, n) for j in jobs))
+        return stack.enter_context(_spawned(where, n, jobs))
+    if local_backend(cfg, slots) == "fork":
+        return stack.enter_context(_forked(n, slots, jobs))
+    return zip(jobs, Parallel(n_jobs=n, backend="loky", return_as="generator")(delayed(_attempt)(j, slots) for j in jobs))
 
 
 def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls, gpu: bool):
