@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="pooled CNN features of a stage (layer=last|first pooling=max|avg|none)")
     f.add_argument("settings", nargs="+", metavar="STAGE | key=value")
     f.add_argument("--quiet", action="store_true")
+    pr = sub.add_parser("predict", help="ages of the faces in your photographs from a trained stage: one row per "
+                                        "face with intervals (CSV + FILE.json, or JSON Lines with a header record)")
+    pr.add_argument("settings", nargs="+", metavar="STAGE PATH [PATH ...] | key=value")
+    pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="FILE.csv or FILE.jsonl "
+                                                                               "(default predictions.csv)")
+    pr.add_argument("--faces", choices=["central", "all", "given"], default="central",
+                    help="MTCNN's central face (default), every face, or the files as given face crops")
+    pr.add_argument("--annotate", type=Path, metavar="DIR", help="write the photographs with boxes and ages here")
+    pr.add_argument("--fit-all", action="store_true", help="STAGE is a target, fitted on all its images")
+    pr.add_argument("--quiet", action="store_true")
     xp = sub.add_parser("export", help="a trained stage as one TorchScript / ONNX file, preprocessing built in "
                                        "(uint8 RGB crops in; probabilities, expected age out) + FILE.json")
     xp.add_argument("settings", nargs="+", metavar="STAGE | key=value")
@@ -283,18 +293,6 @@ def cmd_features(words: list[str], quiet: bool) -> int:
     return 0
 
 
-def _stage(words: list[str], fit_all: bool, quiet: bool, command: str):
-    """The trained stage the first STAGE word names (see cascade.stages.trained), the settings."""
-    from cascade.stages.trained import trained_stage
-
-    stages, settings = _stages_and_settings(words)
-    if len(stages) != 1:
-        raise C.ConfigError(f"cascade {command} takes one STAGE (a chain like imdb,agedb, or a target with "
-                            f"--fit-all); got {stages}")
-    cfg = C.load(C.expand(settings))
-    return trained_stage(cfg, stages[0], not quiet, fit_all), cfg, stages[0]
-
-
 def default_name(spec: str, stage, fit_all: bool) -> str:
     """`imdb-agedb-<key prefix>`: a file name that says which stage and which key."""
     return f"{spec.replace(',', '-')}{'-all' if fit_all else ''}-{stage.key[:8]}"
@@ -308,7 +306,14 @@ def cmd_export(words: list[str], fmt: str, out: Path | None, opset: int | None, 
         raise C.ConfigError("--opset is an ONNX setting; drop it for --format torchscript")
     if out is not None:
         check_out(out, fmt)
-    stage, cfg, spec = _stage(words, fit_all, quiet, "export")
+    from cascade.stages.trained import trained_stage
+
+    stages, settings = _stages_and_settings(words)
+    if len(stages) != 1:
+        raise C.ConfigError(f"cascade export takes one STAGE (a chain like imdb,agedb, or a target with "
+                            f"--fit-all); got {stages}")
+    cfg, spec = C.load(C.expand(settings)), stages[0]
+    stage = trained_stage(cfg, spec, not quiet, fit_all)
     out = out or Path(default_name(spec, stage, fit_all) + FORMATS[fmt])
     meta = export(stage, fmt, out, opset or DEFAULT_OPSET, cfg["data"]["margin"])
     print(f"{stage.label} (stage {stage.key}) exported as {fmt}: {out} ({out.stat().st_size / 1e6:.1f} MB, "
@@ -319,6 +324,35 @@ def cmd_export(words: list[str], fmt: str, out: Path | None, opset: int | None, 
     if fmt == "torchscript":
         print(f"note: torch {meta['torch']} marks TorchScript (torch.jit) deprecated; the file loads with "
               f"torch.jit.load, and --format onnx is the portable one")
+    return 0
+
+
+def cmd_predict(words: list[str], out: Path, faces: str, annotate: Path | None, fit_all: bool,
+                quiet: bool) -> int:
+    """Ages of the faces in the PATHs from a trained stage (cascade.predict), written to `out`."""
+    from cascade.predict import writers
+    from cascade.predict.run import header, predict, row_text
+    from cascade.predict.sources import image_files
+    from cascade.stages.trained import trained_stage
+
+    settings = [w for w in words if "=" in w and not Path(w).exists()]     # a path may hold "=" too
+    given = [w for w in words if w not in settings]
+    if len(given) < 2:
+        raise C.ConfigError(f"cascade predict takes a STAGE and at least one PATH (image files or folders); "
+                            f"got {given}")
+    writers.check_out(out)
+    cfg = C.load(C.expand(settings))
+    stage = trained_stage(cfg, given[0], not quiet, fit_all)
+    rows = predict(stage, image_files([Path(p) for p in given[1:]]), faces, cfg, annotate, not quiet)
+    files = writers.write(rows, header(stage, faces, cfg, settings, rows), out)
+    for row in rows[:8]:
+        print("  " + row_text(row))
+    if len(rows) > 8:
+        print(f"  ... {len(rows) - 8} more rows")
+    faced = sum(r["reason"] is None for r in rows)
+    print(f"{stage.label} (stage {stage.key}): {len({r['file'] for r in rows})} files, {faced} faces, "
+          f"{len(rows) - faced} {'row' if len(rows) - faced == 1 else 'rows'} with a reason; written to {' + '.join(map(str, files))}"
+          + (f"; annotated photographs in {annotate}/" if annotate else ""))
     return 0
 
 
@@ -475,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "features":
             return cmd_features(args.settings, args.quiet)
+        if args.command == "predict":
+            return cmd_predict(args.settings, args.out, args.faces, args.annotate, args.fit_all, args.quiet)
         if args.command == "export":
             return cmd_export(args.settings, args.format, args.out, args.opset, args.fit_all, args.quiet)
         if args.command == "regress":
