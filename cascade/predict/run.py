@@ -16,7 +16,7 @@ import numpy as np
 from cascade.data.cache import decode_file
 from cascade.predict import annotate as A
 from cascade.predict.ages import INTERVAL, ages
-from cascade.predict.faces import GIVEN, face_crop, find_faces
+from cascade.predict.faces import GIVEN, Face, face_crop, find_faces
 from cascade.predict.sources import Source
 from cascade.runtime import configure, device, fingerprint, package_version
 from cascade.stages.trained import TrainedStage
@@ -51,6 +51,7 @@ def predict(stage: TrainedStage, sources: list[Source], faces: str, cfg: dict,
 
 def _chunk(stage: TrainedStage, chunk: list[Source], faces: str, crop: dict, cfg: dict, dev: str,
            annotate: Path | None) -> list[dict]:
+    """The rows of one chunk of inputs: decoded, faces found and cut, all its crops predicted at once."""
     decoded = [(None, s.problem) if s.problem else decode_file(s.path)[:2] for s in chunk]
     readable = [i for i, (im, _) in enumerate(decoded) if im is not None]
     found = dict(zip(readable, find_faces([decoded[i][0] for i in readable], faces, crop, stage.size,
@@ -61,16 +62,24 @@ def _chunk(stage: TrainedStage, chunk: list[Source], faces: str, crop: dict, cfg
     predicted = iter(ages(probs, stage.labels, cfg["predict"]["top"]))
     rows: list[dict] = []
     for i, source in enumerate(chunk):
-        reason = decoded[i][1] or (found[i] if isinstance(found[i], str) else None)
-        mine = [{"file": str(source.path), "face": None, "box": None, "face_prob": None, "reason": reason}] \
-            if reason else [{"file": str(source.path), "face": k, "reason": None,
-                             "box": [round(v, 1) for v in f.box] if f.box else None,
-                             "face_prob": None if f.prob is None else round(f.prob, 4), **next(predicted)}
-                            for k, f in enumerate(found[i])]
-        if annotate is not None and decoded[i][0] is not None:
-            A.save(decoded[i][0], mine, annotate / source.name)
+        image, reason = decoded[i]
+        reason = reason or (found[i] if isinstance(found[i], str) else None)
+        mine = [_problem_row(source, reason)] if reason else \
+            [_face_row(source, k, face, next(predicted)) for k, face in enumerate(found[i])]
+        if annotate is not None and image is not None:
+            A.save(image, mine, annotate / source.name)
         rows += mine
     return rows
+
+
+def _problem_row(source: Source, reason: str) -> dict:
+    return {"file": str(source.path), "face": None, "box": None, "face_prob": None, "reason": reason}
+
+
+def _face_row(source: Source, k: int, face: Face, predicted: dict) -> dict:
+    return {"file": str(source.path), "face": k, "reason": None,
+            "box": None if face.box is None else [round(v, 1) for v in face.box],
+            "face_prob": None if face.prob is None else round(face.prob, 4), **predicted}
 
 
 def row_text(row: dict) -> str:
