@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cascade.data.cache import place
-from cascade.data.face_detect import NO_FACE_REASON, choose, detect_all
+from cascade.data.face_detect import NO_FACE_REASON, Detection, choose, detect_all
 
 FACES = ("central", "all", "given")
 
@@ -52,8 +52,16 @@ def find_faces(images: list[Image.Image], faces: str, crop: dict, size: int, min
     """Per image, its faces in the order MTCNN gives them, or the reason it has none."""
     if faces == "given":
         return [[Face(None, None, place(im, None, size, GIVEN))] for im in images]
+    return cut_faces(images, detect_all(images, min_prob, device), faces, crop, size, select)
+
+
+def cut_faces(images: list[Image.Image], detections: list[list[Detection]], faces: str, crop: dict, size: int,
+              select: str) -> list[list[Face] | str]:
+    """Per image, the detected faces `faces` keeps (`all`, or the `central` one by `select`) cut out
+    by `crop`, or the reason it has none.  Apart from `find_faces` so that the crop can be timed
+    without the detector (benchmarks/predict_throughput.py)."""
     out: list[list[Face] | str] = []
-    for im, found in zip(images, detect_all(images, min_prob, device)):
+    for im, found in zip(images, detections):
         if faces == "central":
             found = [d for d in [choose(found, im.size, select)] if d is not None]
         where = (lambda d: d.landmarks) if crop["mode"] == "align" else (lambda d: d.box)
