@@ -301,13 +301,12 @@ def default_name(spec: str, stage, fit_all: bool) -> str:
 def cmd_export(words: list[str], fmt: str, out: Path | None, opset: int | None, fit_all: bool, quiet: bool) -> int:
     """A trained stage as one TorchScript / ONNX file with its sidecar (cascade.export)."""
     from cascade.export import DEFAULT_OPSET, FORMATS, check_out, export
+    from cascade.stages.trained import trained_stage
 
     if opset is not None and fmt != "onnx":
         raise C.ConfigError("--opset is an ONNX setting; drop it for --format torchscript")
     if out is not None:
         check_out(out, fmt)
-    from cascade.stages.trained import trained_stage
-
     stages, settings = _stages_and_settings(words)
     if len(stages) != 1:
         raise C.ConfigError(f"cascade export takes one STAGE (a chain like imdb,agedb, or a target with "
@@ -350,8 +349,9 @@ def cmd_predict(words: list[str], out: Path, faces: str, annotate: Path | None, 
     if len(rows) > 8:
         print(f"  ... {len(rows) - 8} more rows")
     faced = sum(r["reason"] is None for r in rows)
-    print(f"{stage.label} (stage {stage.key}): {len({r['file'] for r in rows})} files, {faced} faces, "
-          f"{len(rows) - faced} {'row' if len(rows) - faced == 1 else 'rows'} with a reason; written to {' + '.join(map(str, files))}"
+    problems = len(rows) - faced
+    print(f"{stage.label} (stage {stage.key}): {len({r['file'] for r in rows})} files, {faced} faces, {problems} "
+          f"{'row' if problems == 1 else 'rows'} with a reason; written to {' + '.join(map(str, files))}"
           + (f"; annotated photographs in {annotate}/" if annotate else ""))
     return 0
 
