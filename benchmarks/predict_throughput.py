@@ -109,7 +109,8 @@ def main() -> None:
         print(f"  model alone (crops in memory)               {n / model:8.1f} faces/s")
         print("  share of the time per face: " + ", ".join(f"{k} {100 * v / total:.0f} % ({1e3 * v / n:.1f} ms)"
                                                           for k, v in parts.items()))
-    print(f"# load average {os.getloadavg()[0]:.1f} at the end (another process's load slows every rate above)")
+    print(f"# load average {os.getloadavg()[0]:.1f} at the end, this benchmark's own threads included (with other "
+          f"processes busy on the same cores every rate above falls, MTCNN's most)")
 
 if __name__ == "__main__":
     main()
