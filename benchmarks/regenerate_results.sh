@@ -54,3 +54,15 @@ $C compare results/backbones-fgnet-demo-* results/backbones-fgnet-timm-resnet10t
 .venv/bin/python benchmarks/align_check.py --home "$CASCADE_HOME" | tee results/benchmarks/align.txt
 # Fold-parallel speed (README "Folds in parallel"), on its own scratch store.
 .venv/bin/python benchmarks/lopo_scaling.py | tee results/benchmarks/lopo_scaling.txt
+# cascade predict and export on the demo cascade (docs/predict-and-export.md; its stages are the
+# main job's): the real AgeDB photographs where ../shared/reference is present.  The exported
+# model file is not kept, its sidecar is.
+mkdir -p results/predict-demo
+if [ -d ../shared/reference/faces/agedb ]; then
+    $C predict imdb,agedb ../shared/reference/faces/agedb --out results/predict-demo/agedb.csv --quiet \
+        | tee results/predict-demo/predict.txt
+fi
+$C export imdb,agedb --format onnx --out results/predict-demo/imdb-agedb.onnx --quiet | tee results/predict-demo/export.txt
+rm results/predict-demo/imdb-agedb.onnx
+# Where cascade predict's time goes on this CPU (detection + crop + model against the model alone).
+.venv/bin/python benchmarks/predict_throughput.py | tee results/benchmarks/predict_throughput.txt

@@ -12,6 +12,8 @@
     cascade compare RUN RUN [RUN ...] [--out DIR]   (runs side by side, paired tests, Friedman + CD)
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
+    cascade predict STAGE PATH [PATH ...] [--out FILE.csv|.jsonl] [--faces central|all|given] [--annotate DIR]
+    cascade export STAGE --format torchscript|onnx [--out FILE] [--opset N]
     cascade regress STAGE [STAGE ...] [engine=autosklearn|ridge|svr|gbr|rf protocol=lopo
                     modes=last:max,first:max,last:none folds=N] [--jobs N] [key=value ...]
     cascade regress --setup-engine autosklearn         (builds auto-sklearn's own environment once)
@@ -21,7 +23,8 @@
     cascade analyse distributions [key=value ...]
     cascade doctor [key=value ...]    (libraries, devices, data, weights, disk a run needs; exit 0: it can start)
 
-STAGE is `pretrained` (the face-recognition weights) or a cascade prefix such as `imdb,agedb`.
+STAGE is `pretrained` (the face-recognition weights) or a cascade prefix such as `imdb,agedb`;
+predict and export take a trained prefix, or a target with --fit-all (fitted on all its images).
 """
 from __future__ import annotations
 
@@ -88,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="pooled CNN features of a stage (layer=last|first pooling=max|avg|none)")
     f.add_argument("settings", nargs="+", metavar="STAGE | key=value")
     f.add_argument("--quiet", action="store_true")
+    pr = sub.add_parser("predict", help="ages of the faces in your photographs from a trained stage: one row per "
+                                        "face with intervals (CSV + FILE.json, or JSON Lines with a header record)")
+    pr.add_argument("settings", nargs="+", metavar="STAGE PATH [PATH ...] | key=value")
+    pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="FILE.csv or FILE.jsonl "
+                                                                               "(default predictions.csv)")
+    pr.add_argument("--faces", choices=["central", "all", "given"], default="central",
+                    help="MTCNN's central face (default), every face, or the files as given face crops")
+    pr.add_argument("--annotate", type=Path, metavar="DIR", help="write the photographs with boxes and ages here")
+    pr.add_argument("--fit-all", action="store_true", help="STAGE is a target, fitted on all its images")
+    pr.add_argument("--quiet", action="store_true")
+    xp = sub.add_parser("export", help="a trained stage as one TorchScript / ONNX file, preprocessing built in "
+                                       "(uint8 RGB crops in; probabilities, expected age out) + FILE.json")
+    xp.add_argument("settings", nargs="+", metavar="STAGE | key=value")
+    xp.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    xp.add_argument("--out", type=Path, help="the model file (default: <stage>-<key>.pt|.onnx here)")
+    xp.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    xp.add_argument("--fit-all", action="store_true", help="STAGE is a target, fitted on all its images")
+    xp.add_argument("--quiet", action="store_true")
     r = sub.add_parser("regress", help="regressors on pooled features under a protocol (engine=autosklearn|ridge|...)")
     r.add_argument("settings", nargs="*", metavar="STAGE | key=value")
     r.add_argument("--jobs", type=int, help="folds fitted in parallel (default: one per core)")
@@ -272,6 +293,69 @@ def cmd_features(words: list[str], quiet: bool) -> int:
     return 0
 
 
+def default_name(spec: str, stage, fit_all: bool) -> str:
+    """`imdb-agedb-<key prefix>`: a file name that says which stage and which key."""
+    return f"{spec.replace(',', '-')}{'-all' if fit_all else ''}-{stage.key[:8]}"
+
+
+def cmd_export(words: list[str], fmt: str, out: Path | None, opset: int | None, fit_all: bool, quiet: bool) -> int:
+    """A trained stage as one TorchScript / ONNX file with its sidecar (cascade.export)."""
+    from cascade.export import DEFAULT_OPSET, FORMATS, check_out, export
+    from cascade.stages.trained import trained_stage
+
+    if opset is not None and fmt != "onnx":
+        raise C.ConfigError("--opset is an ONNX setting; drop it for --format torchscript")
+    if out is not None:
+        check_out(out, fmt)
+    stages, settings = _stages_and_settings(words)
+    if len(stages) != 1:
+        raise C.ConfigError(f"cascade export takes one STAGE (a chain like imdb,agedb, or a target with "
+                            f"--fit-all); got {stages}")
+    cfg, spec = C.load(C.expand(settings)), stages[0]
+    stage = trained_stage(cfg, spec, not quiet, fit_all)
+    out = out or Path(default_name(spec, stage, fit_all) + FORMATS[fmt])
+    meta = export(stage, fmt, out, opset or DEFAULT_OPSET, cfg["data"]["margin"])
+    print(f"{stage.label} (stage {stage.key}) exported as {fmt}: {out} ({out.stat().st_size / 1e6:.1f} MB, "
+          f"sha256 {meta['sha256'][:16]}...) + {out.with_suffix('.json').name}")
+    print(f"input: uint8 RGB crops (N, {stage.size}, {stage.size}, 3), cut as {meta['face_crop']}; "
+          f"outputs: probabilities (N, {len(stage.labels)}) over ages {stage.labels.lo[0]}-{stage.labels.hi[-1]}, "
+          f"expected_age (N,)")
+    if fmt == "torchscript":
+        print(f"note: torch {meta['torch']} marks TorchScript (torch.jit) deprecated; the file loads with "
+              f"torch.jit.load, and --format onnx is the portable one")
+    return 0
+
+
+def cmd_predict(words: list[str], out: Path, faces: str, annotate: Path | None, fit_all: bool,
+                quiet: bool) -> int:
+    """Ages of the faces in the PATHs from a trained stage (cascade.predict), written to `out`."""
+    from cascade.predict import writers
+    from cascade.predict.run import header, predict, row_text
+    from cascade.predict.sources import image_files
+    from cascade.stages.trained import trained_stage
+
+    settings = [w for w in words if "=" in w and not Path(w).exists()]     # a path may hold "=" too
+    given = [w for w in words if w not in settings]
+    if len(given) < 2:
+        raise C.ConfigError(f"cascade predict takes a STAGE and at least one PATH (image files or folders); "
+                            f"got {given}")
+    writers.check_out(out)
+    cfg = C.load(C.expand(settings))
+    stage = trained_stage(cfg, given[0], not quiet, fit_all)
+    rows = predict(stage, image_files([Path(p) for p in given[1:]]), faces, cfg, annotate, not quiet)
+    files = writers.write(rows, header(stage, faces, cfg, settings, rows), out)
+    for row in rows[:8]:
+        print("  " + row_text(row))
+    if len(rows) > 8:
+        print(f"  ... {len(rows) - 8} more rows")
+    faced = sum(r["reason"] is None for r in rows)
+    problems = len(rows) - faced
+    print(f"{stage.label} (stage {stage.key}): {len({r['file'] for r in rows})} files, {faced} faces, {problems} "
+          f"{'row' if problems == 1 else 'rows'} with a reason; written to {' + '.join(map(str, files))}"
+          + (f"; annotated photographs in {annotate}/" if annotate else ""))
+    return 0
+
+
 def cmd_regress(words: list[str], jobs: int | None, setup_engine: str | None, quiet: bool,
                 out_dir: Path | None = None) -> int:
     """Regressors on pooled features of each STAGE under the target's protocol (thesis Table 5)."""
@@ -425,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "features":
             return cmd_features(args.settings, args.quiet)
+        if args.command == "predict":
+            return cmd_predict(args.settings, args.out, args.faces, args.annotate, args.fit_all, args.quiet)
+        if args.command == "export":
+            return cmd_export(args.settings, args.format, args.out, args.opset, args.fit_all, args.quiet)
         if args.command == "regress":
             return cmd_regress(args.settings, args.jobs, args.setup_engine, args.quiet)
         if args.command == "explain":

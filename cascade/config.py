@@ -262,7 +262,7 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"data.imdb_clean.age_range={','.join(map(str, lo_hi))}: expected two ages LO,HI with LO <= HI")
     for key, low in (("seed", 0), ("split_seed", 0), ("jobs", 0), ("folds_per_device", 1), ("cam.images", 1), ("analyse.window", 0), ("analyse.bin", 1),
                      ("analyse.hard", 1), ("regress.folds", 0), ("regress.time_left", 0), ("regress.per_run_time", 0),
-                     ("regress.memory_mb", 0), ("ensemble.max_iter", 1)):
+                     ("regress.memory_mb", 0), ("ensemble.max_iter", 1), ("predict.top", 1)):
         if _get(cfg, key) < low:
             raise ConfigError(f"{key}={_get(cfg, key)} must be >= {low}")
     for key in _leaves(cfg):                   # hyper-parameters wherever they are set

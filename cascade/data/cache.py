@@ -60,8 +60,10 @@ def square_box(box: tuple[float, float, float, float] | None, width: int, height
             int(round(cx + side / 2)), int(round(cy + side / 2)))
 
 
-def _decode_one(path: Path):
-    """(RGB image or None, quarantine reason or None, sha256 of the file's bytes or "")."""
+def decode_file(path: Path):
+    """(RGB image or None, quarantine reason or None, sha256 of the file's bytes or "").  The one
+    decoder of dataset images and of the photos `cascade predict` reads, so both see the same
+    pixels and a bad file gets the same reason."""
     if not path.exists():
         return None, "listed file missing", ""
     data = path.read_bytes()                     # read once: hashed and decoded from memory
@@ -81,7 +83,7 @@ def _crop(im: Image.Image, box, size: int, margin: float) -> np.ndarray:
 
 def _load_one(path: Path, box, size: int, margin: float):
     """(pixels or None, quarantine reason or None, sha256 of the file's bytes or "")."""
-    im, reason, digest = _decode_one(path)
+    im, reason, digest = decode_file(path)
     return (None if im is None else _crop(im, box, size, margin)), reason, digest
 
 
@@ -156,7 +158,7 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
     with Parallel(n_jobs=jobs, prefer="threads") as pool:
         for start in range(0, len(paths), CHUNK):
             idx = range(start, min(start + CHUNK, len(paths)))
-            decoded = pool(delayed(_decode_one)(paths[i]) for i in idx)
+            decoded = pool(delayed(decode_file)(paths[i]) for i in idx)
             ok = [(i, im) for i, (im, _, _) in zip(idx, decoded) if im is not None]
             found = _locate(crop, [im for _, im in ok], [boxes[i] for i, _ in ok])
             for i, (im, reason, digest) in zip(idx, decoded):
@@ -165,7 +167,7 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
                 if reason:
                     reasons[i] = reason
                 else:
-                    pixels[i] = _place(im, where, size, crop)
+                    pixels[i] = place(im, where, size, crop)
             bar.update(len(idx))
     bar.close()
     keep = [i for i, px in enumerate(pixels) if px is not None]
@@ -211,9 +213,10 @@ def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:
     return [resolve_box(d.box if d is not None else None, crop["no_face"]) for d in found]
 
 
-def _place(im: Image.Image, where, size: int, crop: dict) -> np.ndarray:
+def place(im: Image.Image, where, size: int, crop: dict) -> np.ndarray:
     """The cached pixels of one image: warped onto the alignment template when `where` holds
-    landmarks, else the square crop around a box (or the centred square)."""
+    landmarks, else the square crop around a box (or the centred square).  `cascade predict`
+    cuts its faces with it too, so a model sees the crop its training data had."""
     if isinstance(where, np.ndarray):
         from cascade.data.align import align
         return align(im, where, size, crop["template"])

@@ -78,19 +78,22 @@ def _mtcnn(device="cpu"):
 SELECTIONS = ("central", "probability")
 
 
-def _choose(boxes, probs, points, min_prob: float, size: tuple[int, int],
-            select: str = "central") -> Detection | None:
-    """The subject's face among those with prob >= min_prob.
+def _faces(boxes, probs, points, min_prob: float) -> list[Detection]:
+    """Every face of one image's MTCNN output with prob >= min_prob, in MTCNN's order."""
+    if boxes is None:
+        return []
+    return [Detection(tuple(float(v) for v in b), float(p), np.asarray(pt, dtype=np.float32))
+            for b, p, pt in zip(boxes, probs, points) if p is not None and p >= min_prob]
+
+
+def choose(found: list[Detection], size: tuple[int, int], select: str = "central") -> Detection | None:
+    """The subject's face among the faces `found` in an image of `size` (width, height).
 
     Why "central" is the default: dataset images are centred on their subject, while MTCNN's
     probabilities saturate near 1 for every clear face, so "most confident" is a coin toss
     between the subject and a neighbour: on the 19 real Adience aligned crops it picks the
     half-visible neighbour at the image edge twice (1.0 against 0.9995, 0.9999 against 0.9997),
     and "largest" would pick it once as well.  The centring penalty keeps the subject."""
-    if boxes is None:
-        return None
-    found = [Detection(tuple(float(v) for v in b), float(p), np.asarray(pt, dtype=np.float32))
-             for b, p, pt in zip(boxes, probs, points) if p is not None and p >= min_prob]
     if not found:
         return None
     if select == "probability":
@@ -103,19 +106,22 @@ def _choose(boxes, probs, points, min_prob: float, size: tuple[int, int],
     return max(found, key=lambda d: (central(d), d.prob))
 
 
-def detect(images, min_prob: float = 0.9, device="cpu", batch: int = 32,
-           select: str = "central") -> list[Detection | None]:
-    """The chosen face of every image (None where no face reaches `min_prob`), in input order;
-    `select` is one of `SELECTIONS`.
+def _choose(boxes, probs, points, min_prob: float, size: tuple[int, int],
+            select: str = "central") -> Detection | None:
+    """The subject's face of one image's MTCNN output (see `choose`)."""
+    return choose(_faces(boxes, probs, points, min_prob), size, select)
+
+
+def detect_all(images, min_prob: float = 0.9, device="cpu", batch: int = 32) -> list[list[Detection]]:
+    """Every face of every image that reaches `min_prob` (an empty list where none does), in
+    input order.
 
     MTCNN's batched detection needs images of equal size, so the images are grouped by size and
     each group is detected in chunks of `batch`; dataset images of mixed sizes simply fall into
     groups of one."""
     import torch
 
-    if select not in SELECTIONS:
-        raise ValueError(f"unknown face selection {select!r}; expected one of {SELECTIONS}")
-    out: list[Detection | None] = [None] * len(images)
+    out: list[list[Detection]] = [[] for _ in images]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, im in enumerate(images):
         if min(im.size) >= MIN_FACE_SIZE:
@@ -131,8 +137,17 @@ def detect(images, min_prob: float = 0.9, device="cpu", batch: int = 32,
                        for i in chunk]
                 boxes, probs, points = model.detect(rgb, landmarks=True)
                 for i, b, p, pt in zip(chunk, boxes, probs, points):
-                    out[i] = _choose(b, p, pt, min_prob, images[i].size, select)
+                    out[i] = _faces(b, p, pt, min_prob)
     return out
+
+
+def detect(images, min_prob: float = 0.9, device="cpu", batch: int = 32,
+           select: str = "central") -> list[Detection | None]:
+    """The chosen face of every image (None where no face reaches `min_prob`), in input order;
+    `select` is one of `SELECTIONS`."""
+    if select not in SELECTIONS:
+        raise ValueError(f"unknown face selection {select!r}; expected one of {SELECTIONS}")
+    return [choose(found, im.size, select) for im, found in zip(images, detect_all(images, min_prob, device, batch))]
 
 
 def resolve_box(box: Box | None, policy: str) -> tuple[Box | None, str | None]:

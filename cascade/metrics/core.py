@@ -33,7 +33,7 @@ from scipy import stats
 
 __all__ = [
     # decision rules
-    "expected_value", "argmax_value", "posterior_median", "decisions", "expected_value_torch",
+    "expected_value", "argmax_value", "posterior_median", "posterior_quantile", "decisions", "expected_value_torch",
     # age regression
     "absolute_errors", "mae_pooled", "median_ae_images", "per_fold_table", "per_fold_mae",
     "mae_fold_mean", "fold_mae_quartiles", "mean_std", "fold_mean_std", "t_interval",
@@ -182,11 +182,21 @@ def posterior_median(probs, values) -> np.ndarray | float:
     a calibrated posterior).  ``values`` must be strictly increasing (age order).  A 1e-9
     tolerance on the cumulative sum keeps ``0.1 + 0.2 + 0.2`` counted as reaching 0.5.
     """
+    return posterior_quantile(probs, values, 0.5)
+
+
+def posterior_quantile(probs, values, q: float) -> np.ndarray | float:
+    """The posterior's ``q``-quantile over the class values: the smallest value whose cumulative
+    probability is ≥ ``q`` (1e-9 tolerance, as for the median).  ``q`` = 0.1 and 0.9 bound the
+    central 80 % interval `cascade predict` reports: an interval the model's own class
+    distribution gives, so a flat posterior shows as a wide interval."""
+    if not 0 < q <= 1:
+        raise ValueError(f"quantile q={q} must be in (0, 1]")
     p, v, single = _probs(probs, values)
     if v.size > 1 and np.any(np.diff(v) <= 0):
-        raise ValueError("posterior_median needs strictly increasing values (classes in age order)")
+        raise ValueError("posterior quantiles need strictly increasing values (classes in age order)")
     cdf = np.cumsum(p, axis=1)
-    idx = np.argmax(cdf >= 0.5 - 1e-9, axis=1)
+    idx = np.argmax(cdf >= q - 1e-9, axis=1)
     out = v[idx]
     return float(out[0]) if single else out
 

@@ -12,7 +12,6 @@ failing fold is retried once and then reported while the others finish.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -29,9 +28,9 @@ from cascade.regress import engines
 from cascade.regress.features import Features, Mode, extract
 from cascade.report.tables import cleaning_line, data_line
 from cascade.stages import read_folds
-from cascade.stages import plan as P
 from cascade.runtime import device
-from cascade.stages.execute import Runner, fold_seed, model_source
+from cascade.stages.execute import fold_seed, model_source
+from cascade.stages.trained import chain_plan, stage_chain
 from cascade.stages.placement import cpu_placement
 from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
@@ -40,30 +39,10 @@ REGRESS_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- stages as extractors
-def stage_chain(spec: str, cfg: dict) -> tuple[str, ...]:
-    """`pretrained` (the root's weights) or a comma-separated cascade prefix (`imdb,agedb`)."""
-    chain = () if spec in ("pretrained", "") else tuple(s.strip() for s in spec.split(","))
-    valid = C.choices(cfg)["stage"]
-    bad = [s for s in chain if s not in valid or s == cfg["target"]]
-    if bad:
-        raise C.ConfigError(f"stage {spec!r}: {', '.join(bad)} is not an intermediate stage; give "
-                            f"`pretrained` or a comma-separated chain of: "
-                            f"{', '.join(s for s in valid if s != cfg['target'])}")
-    return chain
-
-
 def stage_extractor(cfg: dict, spec: str, progress: bool):
     """The trained model of a cascade prefix (training what is missing, like `cascade run`),
     the target's image cache, and the plan node it came from."""
-    chain = stage_chain(spec, cfg)
-    cfg = copy.deepcopy(cfg)
-    cfg["stage"], cfg["run"]["prefixes"] = list(chain), False
-    plan = P.build(cfg)
-    runner = Runner(plan, progress)
-    for node in plan.nodes:
-        if node.kind == "train":
-            runner.run_train(node)
-    node = next(n for n in plan.nodes if n.kind != "target" and n.chain == chain)
+    plan, runner, node = chain_plan(cfg, stage_chain(spec, cfg), progress)
     cache = runner.cache(cfg["target"])
     model = model_source(plan, node).build(LabelSpace.of(cache.table), cfg["seed"])
     return plan, node, model, cache
