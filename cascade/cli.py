@@ -5,6 +5,7 @@
     cascade data synth --out DIR [--scale S] [--seed N]
     cascade data prepare NAME [key=value ...]
     cascade data inspect NAME [key=value ...] [--listing-only]
+    cascade data overlap A B [key=value ...] [--threshold BITS] [--out FILE.csv]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
     cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     proto.add_argument("--dry-run", action="store_true")
     proto.add_argument("--quiet", action="store_true")
 
-    data = sub.add_parser("data", help="datasets: synth | prepare | inspect")
+    data = sub.add_parser("data", help="datasets: synth | prepare | inspect | overlap")
     dsub = data.add_subparsers(dest="action", required=True)
     synth = dsub.add_parser("synth", help="write the synthetic face-aging suite in the real formats")
     synth.add_argument("--out", required=True, type=Path)
@@ -78,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         if action == "inspect":
             a.add_argument("--listing-only", action="store_true",
                            help="read the metadata only; do not require the image files")
+
+    ov = dsub.add_parser("overlap", help="people and photos two datasets share, and each one's duplicate photos")
+    ov.add_argument("a", help="dataset")
+    ov.add_argument("b", help="dataset")
+    ov.add_argument("settings", nargs="*", metavar="key=value")
+    ov.add_argument("--threshold", type=int, default=__import__("cascade.data.overlap", fromlist=["x"]).DEFAULT_THRESHOLD,
+                    help="most differing pHash bits (of 64) for two photos to count as one (default %(default)s)")
+    ov.add_argument("--out", type=Path, help="also write every finding to this CSV file")
 
     w = sub.add_parser("weights", help="weights import FILE --format F --name N (convert once to safetensors)")
     w.add_argument("action", choices=["import"])
@@ -415,6 +424,26 @@ def cmd_report(runs: list[str]) -> int:
     return 0
 
 
+def _data_overlap(args) -> int:
+    """`cascade data overlap A B`: both datasets opened as a run opens them, then audited."""
+    from cascade.data.datasets import DATASETS, open_dataset
+    from cascade.data.overlap import audit
+
+    cfg = C.load(args.settings)
+    for name in (args.a, args.b):
+        if name not in DATASETS:
+            raise C.ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    home = C.cascade_home(cfg)
+    a, b = open_dataset(cfg, args.a, home), open_dataset(cfg, args.b, home)
+    report = audit(a, b, (DATASETS[args.a][0], DATASETS[args.b][0]), args.threshold)
+    print(f"{args.a}: {len(a)} images, {args.b}: {len(b)} images, threshold {args.threshold} bits of 64")
+    print(report.summary())
+    if args.out:
+        report.to_frame().to_csv(args.out, index=False)
+        print(f"findings written to {args.out}")
+    return 0
+
+
 def cmd_data(args) -> int:
     if args.action == "synth":
         from cascade.data.synth.suite import write_suite
@@ -422,6 +451,8 @@ def cmd_data(args) -> int:
         counts = write_suite(args.out, scale=args.scale, seed=args.seed)
         print(f"synthetic suite written to {args.out}: {counts}")
         return 0
+    if args.action == "overlap":
+        return _data_overlap(args)
     from cascade.data.datasets import DATASETS, crop_settings, open_dataset
 
     cfg = C.load(args.settings)

@@ -70,3 +70,29 @@ def test_real_photos_match_their_altered_copies_and_not_each_other(crop):
     pairs = match_hashes(originals, altered, DEFAULT_THRESHOLD)
     assert {(i, j) for i, j, _ in pairs} == {(i, i) for i in range(len(photos))}
     assert len(match_hashes(originals, None, DEFAULT_THRESHOLD)) == 0
+
+
+def test_cli_audits_two_demo_datasets(home, tmp_path, capsys):
+    """On the synthetic suite: both datasets hashed, counts printed, the CSV holds every finding."""
+    import pandas as pd
+
+    from cascade.cli import main
+    from tests.conftest import FAST
+
+    out = tmp_path / "overlap.csv"
+    assert main(["data", "overlap", "imdb", "agedb", *FAST, f"home={home}", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "identities in both imdb and agedb:" in text
+    for line in ("near-duplicate photos imdb x agedb:", "duplicates within imdb:", "duplicates within agedb:"):
+        assert line in text
+    found = pd.read_csv(out)
+    assert list(found.columns) == ["kind", "left", "right", "distance"]
+    assert (found["kind"] == "duplicate").sum() == int(text.split("near-duplicate photos imdb x agedb: ")[1].split()[0])
+
+
+def test_cli_says_when_a_dataset_carries_no_names(home, capsys):
+    from cascade.cli import main
+    from tests.conftest import FAST
+
+    assert main(["data", "overlap", "agedb", "fgnet", *FAST, f"home={home}", "--threshold", "4"]) == 0
+    assert "identities: not available (agedb or fgnet carries no names)" in capsys.readouterr().out
