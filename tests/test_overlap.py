@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cascade.data.overlap import DEFAULT_THRESHOLD, match_hashes, normalise_name, phash64
-from tests.conftest import REFERENCE
+from conftest import FAST, REFERENCE
 
 AGEDB_FACES = REFERENCE / "faces" / "agedb"
 
@@ -77,7 +77,6 @@ def test_cli_audits_two_demo_datasets(home, tmp_path, capsys):
     import pandas as pd
 
     from cascade.cli import main
-    from tests.conftest import FAST
 
     out = tmp_path / "overlap.csv"
     assert main(["data", "overlap", "imdb", "agedb", *FAST, f"home={home}", "--out", str(out)]) == 0
@@ -92,7 +91,6 @@ def test_cli_audits_two_demo_datasets(home, tmp_path, capsys):
 
 def test_cli_says_when_a_dataset_carries_no_names(home, capsys):
     from cascade.cli import main
-    from tests.conftest import FAST
 
     assert main(["data", "overlap", "agedb", "fgnet", *FAST, f"home={home}", "--threshold", "4"]) == 0
     assert "identities: not available (agedb or fgnet carries no names)" in capsys.readouterr().out

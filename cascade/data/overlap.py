@@ -31,7 +31,7 @@ HASH_INPUT = 64
 #: FG-NET (numbers), Adience (Flickr user ids) and UTKFace (no identity at all) carry none.
 NAMED = ("imdb", "wiki", "agedb")
 
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
 
 def normalise_name(text: str) -> str:
@@ -81,8 +81,11 @@ def phash64(image) -> np.uint64:
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64, via a byte lookup table (numpy>=1.26 lacks bitwise_count)."""
-    return _POPCOUNT8[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
+    """Set bits of each uint64, via a 16-bit lookup table: numpy>=1.26 (the floor this project
+    declares) lacks np.bitwise_count, and four lookups added column by column run ~3x faster
+    than eight byte lookups summed with .sum (benchmarks/overlap.py)."""
+    parts = _POPCOUNT16[x.view(np.uint16)].reshape(*x.shape, 4)
+    return parts[..., 0] + parts[..., 1] + parts[..., 2] + parts[..., 3]
 
 
 def match_hashes(a: np.ndarray, b: np.ndarray | None = None, threshold: int = DEFAULT_THRESHOLD,
@@ -90,7 +93,7 @@ def match_hashes(a: np.ndarray, b: np.ndarray | None = None, threshold: int = DE
     """Pairs (i, j, distance) with Hamming distance <= `threshold` between uint64 hashes `a[i]`
     and `b[j]`, as an (n, 3) int64 array sorted by i, j.  `b=None` matches `a` within itself
     (pairs i < j only).  Work is XOR + popcount over `block` x `block` tiles, so memory stays
-    near block**2 * 9 bytes whatever the sizes."""
+    near block**2 * 20 bytes whatever the sizes."""
     a = np.ascontiguousarray(a, dtype=np.uint64)
     within = b is None
     b = a if within else np.ascontiguousarray(b, dtype=np.uint64)
