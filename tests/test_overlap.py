@@ -10,6 +10,7 @@ from cascade.data.overlap import DEFAULT_THRESHOLD, match_hashes, normalise_name
 from conftest import FAST, REFERENCE
 
 AGEDB_FACES = REFERENCE / "faces" / "agedb"
+ADIENCE_FACES = REFERENCE / "faces" / "adience"
 
 
 @pytest.mark.parametrize("text", ["Rainer, Luise", "Luise Rainer", "luise_rainer", "Luisé RAINER",
@@ -22,6 +23,16 @@ def test_names_that_differ_stay_apart():
     assert normalise_name("Luise Rainer") != normalise_name("Louise Rainer")
     assert normalise_name("") == ""
     assert normalise_name("Zoë Saldaña") == normalise_name("zoe saldana")
+
+
+def test_shared_identities_never_count_the_empty_name():
+    import pandas as pd
+
+    from cascade.data.overlap import shared_identities
+
+    a = pd.Series(["LuiseRainer", "", "Myrna Loy"]).map(normalise_name)
+    b = pd.Series(["", "Rainer, Luise", "Mick Jagger"]).map(normalise_name)
+    assert shared_identities(a, b) == ["luise rainer"]
 
 
 def _brute(a, b, threshold):
@@ -70,6 +81,33 @@ def test_real_photos_match_their_altered_copies_and_not_each_other(crop):
     pairs = match_hashes(originals, altered, DEFAULT_THRESHOLD)
     assert {(i, j) for i, j, _ in pairs} == {(i, i) for i in range(len(photos))}
     assert len(match_hashes(originals, None, DEFAULT_THRESHOLD)) == 0
+
+
+@pytest.mark.skipif(not ADIENCE_FACES.is_dir() or not AGEDB_FACES.is_dir(), reason="reference faces absent")
+def test_no_false_matches_among_distinct_real_photos():
+    """All 60 reference photos (19 Adience crops, 41 AgeDB photos), 1,770 pairs: none within the
+    default threshold (the closest pair measured 14 bits apart)."""
+    from cascade.data.cache import decode_file
+
+    paths = sorted(ADIENCE_FACES.rglob("*.jpg")) + sorted(AGEDB_FACES.glob("*.jpg"))
+    hashes = np.array([phash64(decode_file(p)[0].resize((64, 64), Image.BILINEAR)) for p in paths], dtype=np.uint64)
+    assert len(match_hashes(hashes, None, DEFAULT_THRESHOLD)) == 0
+    assert match_hashes(hashes, None, 64)[:, 2].min() >= 12
+
+
+def test_identity_names_read_what_the_tables_hold(home):
+    """AgeDB's subject is the name, IMDB's comes from its metadata; FG-NET has none."""
+    from cascade import config as C
+    from cascade.data.datasets import open_dataset
+    from cascade.data.overlap import identity_names
+
+    cfg = C.load(FAST + [f"home={home}"])
+    for name in ("imdb", "wiki", "agedb"):
+        table = open_dataset(cfg, name, home)
+        names = identity_names(table, name)
+        assert len(names) == len(table) and (names != "").all(), name
+        assert names.map(normalise_name).equals(names)          # already in normal form
+    assert identity_names(open_dataset(cfg, "fgnet", home), "fgnet") is None
 
 
 def test_cli_audits_two_demo_datasets(home, tmp_path, capsys):
