@@ -31,7 +31,7 @@ HASH_INPUT = 64
 #: FG-NET (numbers), Adience (Flickr user ids) and UTKFace (no identity at all) carry none.
 NAMED = ("imdb", "wiki", "agedb")
 
-_POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
+_POPCOUNT16 = np.array([i.bit_count() for i in range(1 << 16)], dtype=np.uint8)
 
 
 def normalise_name(text: str) -> str:
@@ -130,7 +130,7 @@ def hash_table(table: DatasetTable, progress: bool = True) -> tuple[np.ndarray, 
             failed.append(f"{rel}: {reason}")
             continue
         if not np.isnan(boxes[i]).any():
-            im = im.crop(tuple(int(round(v)) for v in boxes[i]))
+            im = im.crop(tuple(round(float(v)) for v in boxes[i]))
         hashes[i] = phash64(im.resize((HASH_INPUT, HASH_INPUT), Image.BILINEAR))
         ok[i] = True
     return hashes, ok, failed
