@@ -66,3 +66,7 @@ $C export imdb,agedb --format onnx --out results/predict-demo/imdb-agedb.onnx --
 rm results/predict-demo/imdb-agedb.onnx
 # Where cascade predict's time goes on this CPU (detection + crop + model against the model alone).
 .venv/bin/python benchmarks/predict_throughput.py | tee results/benchmarks/predict_throughput.txt
+# What one feeding thread delivers from the memory-mapped cache (docs/performance.md "On GPUs").
+# The GPU machine's outputs (results/benchmarks/*_h200.txt) come from benchmarks/gpu_check.sh there.
+{ echo "# benchmarks/feed_rate.py --seconds 3 on this project's 2-core CPU machine"
+  .venv/bin/python benchmarks/feed_rate.py --seconds 3; } | tee results/benchmarks/feed_rate.txt
