@@ -81,9 +81,9 @@ def _attempt(job, jobs: int, device: str | None = None) -> str | None:
         except torch.cuda.OutOfMemoryError:
             err = traceback.format_exc(limit=3)
             retry = {"accumulate": 2}
-            release_memory()
         except Exception:
             err = traceback.format_exc(limit=3)
+        release_memory()        # outside the handler: the failed attempt's frames and tensors are gone
     release_memory()
     return err
 
