@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cascade.stages.placement import gpu_count, pinned, placement, resolve_devices
-from cascade.stages.workers import threads_per_job
+from cascade.stages.placement import gpu_count, pinned, placement, resolve_devices, threads_per_job
 
 
 def device(cfg: dict) -> str:

@@ -41,8 +41,8 @@ def _cpu_hours(plan: P.Plan, train_flops: float) -> float | None:
 
     cfg = plan.cfg
     model = AgeModel(build_backbone(cfg["backbone"]), 2, cfg["head"]["hidden"], cfg["head"]["dropout"])
-    train, ev = E.measured_rates(model, C.backbone_settings(cfg)["input_size"], os.cpu_count() or 1, seconds=0.2)
-    return sum(w.train_images / train + w.eval_images / ev for w in E.plan_work(plan)) / 3600
+    rates = E.measured_rates(model, C.backbone_settings(cfg)["input_size"], os.cpu_count() or 1, seconds=0.2)
+    return sum(w.seconds(rates) for w in E.plan_work(plan)) / 3600
 
 
 def _cuda_name() -> str | None:

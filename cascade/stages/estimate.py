@@ -45,6 +45,10 @@ class Work:
     def flops(self, train_flops: float, eval_flops: float) -> float:
         return self.train_images * train_flops + self.eval_images * eval_flops
 
+    def seconds(self, rates: tuple[float, float]) -> float:
+        """Time at (training, forward) images/s."""
+        return self.train_images / rates[0] + self.eval_images / rates[1]
+
 
 def model_flops(model: AgeModel, size: int) -> tuple[float, float]:
     """(forward + backward, forward) FLOPs per image at `size` px."""
@@ -162,10 +166,6 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
     rates = {t: measured_rates(model, size, t) for t in sorted({1, cores})} if measure else {}
     work = plan_work(plan)
 
-    def cpu_seconds(w: Work, threads: int) -> float:
-        train, ev = rates[threads]
-        return w.train_images / train + w.eval_images / ev
-
     def rate_at(threads: int) -> tuple[float, float]:
         """Interpolated images/s at `threads` between the measured 1-thread and all-core rates."""
         if threads in rates:
@@ -176,7 +176,7 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
 
     rows = [{"node": w.label, "folds": w.folds, "train images": w.train_images, "eval images": w.eval_images,
              "TFLOPs": w.flops(train_flops, eval_flops) / 1e12,
-             **({"CPU h (1 job)": cpu_seconds(w, cores) / 3600} if rates else {})} for w in work]
+             **({"CPU h (1 job)": w.seconds(rates[cores]) / 3600} if rates else {})} for w in work]
     total_flops = sum(w.flops(train_flops, eval_flops) for w in work)
     peak, mfu = cfg["plan"]["gpus"], cfg["plan"]["utilisation"]
     gpu_hours = {g: total_flops / (peak[g] * 1e12 * mfu) / 3600 for g in gpus}
@@ -190,11 +190,10 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
             seconds = 0.0
             for w in work:
                 if w.folds > 1 and j > 1:       # folds j at a time, cores / j threads each
-                    train, ev = rate_at(threads)
                     parallel = min(j, w.folds, cores)         # more jobs than cores share them
-                    seconds += (w.train_images / train + w.eval_images / ev) / parallel
+                    seconds += w.seconds(rate_at(threads)) / parallel
                 else:
-                    seconds += cpu_seconds(w, cores)
+                    seconds += w.seconds(rates[cores])
             scaling[j] = seconds / 3600
     return {"rows": rows, "train_flops": train_flops, "eval_flops": eval_flops, "size": size,
             "rates": rates, "gpu_hours": gpu_hours, "cpu_hours_by_jobs": scaling, "cores": cores,

@@ -86,6 +86,13 @@ def resolve_devices(spec: str, gpus: int) -> tuple[str, ...]:
     return tuple(f"cuda:{i}" for i in ordinals)
 
 
+def threads_per_job(cfg: dict, jobs: int, cores: int | None = None) -> int:
+    """torch intra-op threads each of `jobs` parallel folds gets (`train.threads`, or the cores
+    shared out)."""
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    return cfg["train"]["threads"] or max(1, cores // max(jobs, 1))
+
+
 def placement(cfg: dict, n_folds: int, gpus: int | None = None, cores: int | None = None) -> Placement:
     """How `n_folds` fold jobs of a run are placed.  `gpus` / `cores` default to what this machine
     has (tests pass their own).  On the CPU `jobs=0` means one fold per core, as before; on GPUs it
@@ -96,8 +103,7 @@ def placement(cfg: dict, n_folds: int, gpus: int | None = None, cores: int | Non
     devices = resolve_devices(cfg["devices"], gpus)
     default = len(devices) * (cfg["folds_per_device"] or 1) if devices[0] != "cpu" else cores
     workers = max(1, min(cfg["jobs"] or default, n_folds))
-    threads = cfg["train"]["threads"] or max(1, cores // workers)
-    return Placement(devices, workers, threads)
+    return Placement(devices, workers, threads_per_job(cfg, workers, cores))
 
 
 def cpu_placement(cfg: dict, n_folds: int) -> Placement:

@@ -36,15 +36,9 @@ from pathlib import Path
 import torch
 
 from cascade.stages import FoldsFailed, log_to
-from cascade.stages.placement import Placement, pin, placement
+from cascade.stages.placement import Placement, pin, placement, threads_per_job
 
 _LIBC = ctypes.CDLL(None)
-
-
-def threads_per_job(cfg: dict, jobs: int) -> int:
-    """torch intra-op threads each of `jobs` parallel folds gets (`train.threads`, or the cores
-    shared out)."""
-    return cfg["train"]["threads"] or max(1, (os.cpu_count() or 1) // max(jobs, 1))
 
 
 def fork_is_safe(cfg: dict, jobs: int) -> bool:
