@@ -84,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     ov.add_argument("a", help="dataset")
     ov.add_argument("b", help="dataset")
     ov.add_argument("settings", nargs="*", metavar="key=value")
-    ov.add_argument("--threshold", type=int, default=__import__("cascade.data.overlap", fromlist=["x"]).DEFAULT_THRESHOLD,
-                    help="most differing pHash bits (of 64) for two photos to count as one (default %(default)s)")
+    ov.add_argument("--threshold", type=int, default=None,
+                    help="most differing pHash bits (of 64) for two photos to count as one "
+                         "(default: data.overlap.hamming, 8)")
     ov.add_argument("--out", type=Path, help="also write every finding to this CSV file")
 
     w = sub.add_parser("weights", help="weights import FILE --format F --name N (convert once to safetensors)")
@@ -425,8 +426,10 @@ def cmd_report(runs: list[str]) -> int:
 
 
 def _data_overlap(args) -> int:
-    """`cascade data overlap A B`: both datasets opened as a run opens them, then audited."""
-    from cascade.data.datasets import DATASETS, open_dataset
+    """`cascade data overlap A B`: both datasets opened and cached as a run opens them (the run's
+    backbone input size and crop rule), then audited."""
+    from cascade.data.cache import prepare
+    from cascade.data.datasets import DATASETS, crop_settings, open_dataset
     from cascade.data.overlap import audit
 
     cfg = C.load(args.settings)
@@ -434,9 +437,13 @@ def _data_overlap(args) -> int:
         if name not in DATASETS:
             raise C.ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     home = C.cascade_home(cfg)
-    a, b = open_dataset(cfg, args.a, home), open_dataset(cfg, args.b, home)
-    report = audit(a, b, (DATASETS[args.a][0], DATASETS[args.b][0]), args.threshold)
-    print(f"{args.a}: {len(a)} images, {args.b}: {len(b)} images, threshold {args.threshold} bits of 64")
+    size = C.backbone_settings(cfg)["input_size"]
+    caches = [prepare(t, size, crop_settings(cfg, t), home) for t in (open_dataset(cfg, n, home) for n in (args.a, args.b))]
+    rule = cfg["data"]["overlap"]
+    hamming = rule["hamming"] if args.threshold is None else args.threshold
+    report = audit(*caches, (DATASETS[args.a][0], DATASETS[args.b][0]), home, hamming, rule["colour"])
+    print(f"{args.a}: {len(caches[0])} images, {args.b}: {len(caches[1])} images, crops {size} px; same photo: "
+          f"pHash within {hamming} bits of 64 and 8x8 colours within {rule['colour']}")
     print(report.summary())
     if args.out:
         report.to_frame().to_csv(args.out, index=False)

@@ -99,6 +99,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "data.no_face": ("quarantine", "centre"),
         "data.face_select": ("central", "probability"),
         "data.outside_labels": ("error", "drop"),
+        "data.exclude_overlap": ("none", "identities", "duplicates", "both"),
         "head.reinit": ("output", "all"),
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
         **{f"stages.{s}.select": SELECT for s in cfg["stages"]},
@@ -245,6 +246,10 @@ def validate(cfg: dict) -> None:
             parse_remove(cfg["balance"]["remove"], [0.0])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    overlap = cfg["data"]["overlap"]
+    if not 0 <= overlap["hamming"] <= 64 or not 0 <= overlap["colour"] <= 255:
+        raise ConfigError(f"data.overlap.hamming={overlap['hamming']} / data.overlap.colour={overlap['colour']}: "
+                          f"expected 0-64 bits and 0-255 (255 turns the colour test off)")
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")

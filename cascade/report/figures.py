@@ -327,6 +327,25 @@ def cam_grid(rows: Mapping[str, tuple[np.ndarray, np.ndarray]], columns: Sequenc
     return _save(fig, stem, full)
 
 
+# --------------------------------------------------------------------------- overlap examples
+
+def overlap_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], stem, synthetic: bool = False,
+                  title: str = "Same photo in an earlier stage and a later split") -> FigureFiles:
+    """Issue #21's figure: each found pair as two cached crops side by side (the earlier stage's
+    left), captioned with both paths, the pHash distance and the colour difference."""
+    fig = _new_figure(3.2 * len(pairs), 3.6)
+    axes = np.asarray(fig.subplots(1, 2 * len(pairs), squeeze=False))[0]
+    for k, (left, right, caption) in enumerate(pairs):
+        for ax, image in zip(axes[2 * k:2 * k + 2], (left, right)):
+            ax.imshow(image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[2 * k].set_xlabel(caption, fontsize="xx-small", loc="left")
+    full = _title(title, synthetic)
+    fig.suptitle(full, fontsize="medium")
+    return _save(fig, stem, full)
+
+
 # --------------------------------------------------------------------------- critical difference
 
 def critical_difference(result: Mapping, stem, synthetic: bool = False,

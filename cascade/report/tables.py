@@ -16,6 +16,7 @@ import pandas as pd
 from cascade import metrics as M
 from cascade import runtime
 from cascade.report import compare, figures, latex, literature
+from cascade.stages.leakage import leakage
 from cascade.stages.plan import Plan
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
 
@@ -109,7 +110,7 @@ def cleaning_line(name: str, table, manifest: str | None = None, settings: dict 
     at = f" (manifest {manifest[:12]})" if manifest else ""
     how = " [" + ", ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                            for k, v in settings.items()) + "]" if settings else ""
-    return f"Dataset {name}{at}{how}: {table.report.n_raw} rows → {len(table)} used ({steps})"
+    return f"Dataset {name}{at}{how}: {table.report.n_raw} rows → {table.report.n_kept} used ({steps})"
 
 
 def write_tables(folder: Path, title: str, table: pd.DataFrame, header: list[str], caption: str) -> str:
@@ -230,6 +231,7 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
     for name, t in plan.tables.items():
         node = next(n for n in plan.nodes if n.stage == name)        # what the keys hashed
         header.append(cleaning_line(name, t, node.info["manifest"], node.info.get("cleaning")))
+    header += leakage(plan).lines()        # every intermediate stage against the splits it must not have seen
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
     run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \
         stable_hash([n.key for p in plans for n in p.targets], 8)
@@ -330,7 +332,7 @@ def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: 
     if section:
         md += "\n" + section
         atomic_write_text(folder / "table.md", md)
-    written = write_figures(plan, preds, folder / "figures") + cd_figure
+    written = write_figures(plan, preds, folder / "figures") + cd_figure + _overlap(plan, folder)
     atomic_write_json(folder / "run.json", {"header": header, "settings": settings or [],
                                             "environment": fp,
                                             "seeds": [p.cfg["seed"] for p in plans],
@@ -339,6 +341,20 @@ def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: 
                                             "figures": [str(p.relative_to(folder)) for p in written],
                                             "config": {k: v for k, v in plan.cfg.items()}})
     return md, folder
+
+
+def _overlap(plan: Plan, folder: Path) -> list[Path]:
+    """`overlap.csv` (every finding of the run's leakage audit, its header lines' detail) and,
+    when photos were found, a figure of the closest pairs."""
+    if not any(n.kind == "train" for n in plan.nodes):
+        return []
+    audit = leakage(plan)
+    atomic_write_text(folder / "overlap.csv", audit.findings().to_csv(index=False))
+    examples = audit.examples()
+    if not examples:
+        return []
+    synthetic = any(t.synthetic for t in plan.tables.values())
+    return [Path(p) for p in figures.overlap_pairs(examples, folder / "figures" / "overlap_pairs", synthetic)]
 
 
 def confusion_table(pred: pd.DataFrame, labels: dict, path: Path, name: str) -> Path:

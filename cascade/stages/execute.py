@@ -15,9 +15,7 @@ import pandas as pd
 import torch
 
 from cascade import metrics as M
-from cascade.config import backbone_settings
-from cascade.data.cache import prepare
-from cascade.data.datasets import LabelSpace, crop_settings
+from cascade.data.datasets import LabelSpace
 from cascade.models import AgeModel, build_backbone
 from cascade.models.backbones import Preprocessing
 from cascade.models import weights as W
@@ -25,6 +23,7 @@ from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
 from cascade.runtime import configure, device
 from cascade.stages import log_to, read_folds
+from cascade.stages.leakage import leakage
 from cascade.stages.placement import placement
 from cascade.stages.plan import Node, Plan
 from cascade.stages.workers import run_fold_stage
@@ -90,15 +89,9 @@ def model_source(plan: Plan, node: Node) -> ModelSource:
 class Runner:
     def __init__(self, plan: Plan, progress: bool = True):
         self.plan, self.cfg, self.progress = plan, plan.cfg, progress
-        self.caches: dict[str, object] = {}
 
     def cache(self, stage: str):
-        if stage not in self.caches:
-            size = backbone_settings(self.cfg)["input_size"]
-            table = self.plan.tables[stage]
-            self.caches[stage] = prepare(table, size, crop_settings(self.cfg, table),
-                                         self.plan.home, progress=self.progress)
-        return self.caches[stage]
+        return self.plan.cache(stage, self.progress)
 
     def run(self) -> None:
         for node in self.plan.nodes:
@@ -120,7 +113,8 @@ class Runner:
             table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
             targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
             p = node.params
-            train, val = stage_split(table.frame["subject"].to_numpy(), p, self.cfg["seed"])
+            # its train / validation split, less what data.exclude_overlap removes (stages/leakage.py)
+            train, val = leakage(self.plan, self.progress).rows(node)
             model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
             log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
             threads = configure(self.cfg, 1)

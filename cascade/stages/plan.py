@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cascade import config as C
 from cascade.data.align import TEMPLATES
+from cascade.stages.leakage import exclusion_keys
 from cascade.stages.placement import gpu_count, resolve_devices
 from cascade.data.datasets import cleaning_settings, crop_settings, missing_root, open_dataset
 from cascade.data.records import DatasetTable
@@ -67,6 +68,19 @@ class Plan:
     tables: dict[str, DatasetTable]
     weights_path: Path | None
     preprocessing: dict | None = None  # recorded by `cascade weights import` beside the weights
+    caches: dict = dataclasses.field(default_factory=dict)    # stage -> its ImageCache, opened once
+    leakage: object = None             # the run's overlap audit (stages/leakage.py), made on first use
+
+    def cache(self, stage: str, progress: bool = True):
+        """The image cache of a stage's dataset, built once (prepare() drops the quarantined rows
+        from the table, so it must run once per table)."""
+        if stage not in self.caches:
+            from cascade.data.cache import prepare
+
+            table = self.tables[stage]
+            self.caches[stage] = prepare(table, C.backbone_settings(self.cfg)["input_size"],
+                                         crop_settings(self.cfg, table), self.home, progress=progress)
+        return self.caches[stage]
 
 
 def _shared_settings(cfg: dict) -> dict:
@@ -154,11 +168,19 @@ def build(cfg: dict, generate: bool = True) -> Plan:
         root_info["preprocessing"] = pre
     root = Node("root", (), None, {}, None, stable_hash(root_info), root_info)
     tables: dict[str, DatasetTable] = {}
+    manifests: dict[str, str] = {}
 
     def table(name: str) -> DatasetTable:
         if name not in tables:
             tables[name] = open_dataset(cfg, C.stage_params(cfg, name, "full")["dataset"], home, generate=generate)
         return tables[name]
+
+    def manifest(name: str) -> str:
+        if name not in manifests:
+            manifests[name] = stable_hash(table(name).manifest_records())
+        return manifests[name]
+
+    exclusions = exclusion_keys(cfg, table, manifest)
 
     def child(kind: str, parent: Node, stage: str) -> Node:
         mode = C.stage_mode(cfg, kind == "target", parent.kind == "root", stage)
@@ -171,10 +193,12 @@ def build(cfg: dict, generate: bool = True) -> Plan:
         if balance := _balanced(cfg, kind):       # only when set: unbalanced keys stay what they were
             params["balance"] = balance
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
-                "manifest": stable_hash(table(stage).manifest_records()),
+                "manifest": manifest(stage),
                 "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
         if cleaning := cleaning_settings(cfg, C.stage_params(cfg, stage, "full")["dataset"]):
             info["cleaning"] = cleaning            # only the rules of the dataset this stage reads
+        if kind == "train" and stage in exclusions:
+            info["exclude_overlap"] = exclusions[stage]    # only when on: other keys stay as they were
         if kind == "target":
             info["protocol"] = load_protocol(params["protocol"])
             info["split_seed"] = cfg["split_seed"]
