@@ -25,8 +25,8 @@ DATASETS = {
     "utkface": ("utkface", {}),
 }
 
-SYNTH_VERSION = 4              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans;
-                               # 4: Adience's aligned/ release beside faces/
+SYNTH_VERSION = 5              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans;
+                               # 4: Adience's aligned/ release beside faces/; 5: planted cross-dataset overlaps
 
 
 class DemoSuiteMissing(FileNotFoundError):

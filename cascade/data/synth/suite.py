@@ -29,10 +29,18 @@ Counts: every dataset's size is ``scaled(BASE_COUNTS[ds][key], scale, MIN_COUNTS
 :func:`suite_counts`.  Noise counts are fractions of those, rounded the same way, with at least
 one of each kind (:data:`NOISE`).
 
+Planted overlaps (version 4): the real IMDB, WIKI and AgeDB share celebrities and press photos, so
+the suite plants a few documented ones for the cross-dataset audit (``cascade.data.overlap``) to
+find: shared persons (:data:`PLANTED_IDENTITIES`, the same name, gender and face in two datasets)
+and photo copies (:data:`PLANTED_DUPLICATES`, a row's face crop re-encoded at
+:data:`PLANT_QUALITY` and resized into another row's crop region).  ``suite.json`` lists them
+under ``details.planted``; :func:`planted` reads them back.
+
 Determinism: every random choice comes from ``np.random.default_rng([seed, ds_id, kind, ...])``
-(``kind`` 0 = the dataset's plan, 1 = a subject's identity, 2 = one image), JPEGs are written with
-a fixed quality and ``imdb.mat`` with a fixed header, so the same ``seed`` and ``scale`` give
-byte-identical files.  ``suite.json`` is written last: its presence means the suite is complete.
+(``kind`` 0 = the dataset's plan, 1 = a subject's identity, 2 = one image, 3 = a planted
+overlap), JPEGs are written with a fixed quality and ``imdb.mat`` with a fixed header, so the same
+``seed`` and ``scale`` give byte-identical files.  ``suite.json`` is written last: its presence
+means the suite is complete.
 """
 from __future__ import annotations
 
@@ -48,15 +56,24 @@ from PIL import Image
 from cascade.data.records import SYNTHETIC_MARKER
 from cascade.data.synth.render import Identity, render_background, render_face, render_face_wh, render_scene
 
-__all__ = ["write_suite", "suite_counts", "scaled", "BASE_COUNTS", "MIN_COUNTS", "NOISE", "DATASETS",
-           "JPEG_QUALITY", "SUITE_VERSION", "ADIENCE_HEADER", "ADIENCE_GROUPS"]
+__all__ = ["write_suite", "suite_counts", "scaled", "planted", "BASE_COUNTS", "MIN_COUNTS", "NOISE", "DATASETS",
+           "JPEG_QUALITY", "PLANT_QUALITY", "PLANTED_IDENTITIES", "PLANTED_DUPLICATES", "SUITE_VERSION",
+           "ADIENCE_HEADER", "ADIENCE_GROUPS"]
 
 #: 2: AgeDB holds lives photographed from childhood on and archive scans, the signal that makes
 #: its stage matter for FG-NET (README, "What the main job does").
-SUITE_VERSION = 3
+#: 4: planted cross-dataset overlaps (shared persons, copied photos; ``suite.json`` "planted").
+SUITE_VERSION = 4
 #: Share of AgeDB subjects photographed from childhood on (the rest from their teens or later).
 AGEDB_CHILDHOOD = 0.35
 JPEG_QUALITY = 90
+#: Quality a planted photo copy is re-encoded at (another quality than the suite's own).
+PLANT_QUALITY = 75
+#: Planted shared persons: (datasets, count); the name is spelled as each dataset spells names.
+PLANTED_IDENTITIES = ((("imdb", "agedb"), 2), (("wiki", "agedb"), 1), (("imdb", "wiki"), 1))
+#: Planted photo copies: (source, destination, count), in the order they are chosen.
+PLANTED_DUPLICATES = (("fgnet", "imdb", 2), ("fgnet", "agedb", 2), ("imdb", "agedb", 3), ("imdb", "wiki", 2),
+                      ("imdb", "imdb", 2))
 DATASETS = ("imdb", "agedb", "fgnet", "adience", "utkface", "wiki")
 _DS_ID = {name: i + 1 for i, name in enumerate(DATASETS)}
 
@@ -204,15 +221,21 @@ def _imdb_age(dob: _dt.date, taken: int) -> int:
     return taken - dob.year - (1 if (dob.month, dob.day) > (7, 1) else 0)
 
 
-def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: str = "imdb") -> dict:
+def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: str = "imdb",
+                plant: dict | None = None) -> dict:
     """One part of IMDB-WIKI (`part` = imdb | wiki: `<part>.mat` with struct key `<part>`, the
-    same fields and kinds of noise, its own persons)."""
+    same fields and kinds of noise, its own persons).
+
+    `plant` (the suite's planting state, see :func:`_plant_duplicates`): the names already taken
+    by earlier datasets are avoided; IMDB then chooses the persons it shares (``imdb_share``),
+    WIKI takes over the persons listed in ``wiki_take``; the rows are recorded for the post-pass."""
     from scipy.io import savemat
 
+    plant = {} if plant is None else plant
     rng = _rng(seed, part, 0)
     n_sub = min(n_sub, n_rows)
     rows_per = _alloc(n_rows, n_sub, 1, rng.pareto(1.6, n_sub) + 0.4, rng)
-    names, nm_ids = set(), _unique_ints(rng, n_sub, 1, 10**7)
+    names, nm_ids = set(plant.get("taken", ())), _unique_ints(rng, n_sub, 1, 10**7)
     rm_ids = _unique_ints(rng, n_rows, 10**8, 10**9)
     subjects = []
     for j in range(n_sub):
@@ -225,8 +248,8 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: 
         month, day = int(rng.integers(1, 13)), int(rng.integers(1, 29))
         if (month, day) == (7, 1):
             day = 2
-        subjects.append(dict(gender=gender, name=f"{first} {last}", nm=nm_ids[j], career=career,
-                             dob=_dt.date(year, month, day), historical=False))
+        subjects.append(dict(gender=gender, name=f"{first} {last}", first=first, last=last, nm=nm_ids[j],
+                             career=career, dob=_dt.date(year, month, day), historical=False))
 
     # --- noise plan (exclusive kinds per row; label noise among the rows left clean)
     subj_of = np.repeat(np.arange(n_sub), rows_per)
@@ -259,13 +282,31 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: 
     n_label = _noise_n(NOISE[part]["label_noise"], len(clean))
     label_noise = set(rng.choice(clean, min(n_label, len(clean)), replace=False).tolist())
 
+    # --- planted shared identities (kind 3): persons whose rows survive cleaning
+    good = np.array([kinds[i] == "clean" and i not in label_noise for i in range(n_rows)])
+    face = {j: (part, j) for j in range(n_sub)}     # subject -> (dataset, subject) its face is drawn as
+    if part == "imdb":
+        chosen = _share_subjects(_rng(seed, part, 3, 0), subjects, subj_of, good, 3)
+        plant["imdb_share"] = [dict(first=subjects[j]["first"], last=subjects[j]["last"],
+                                    gender=subjects[j]["gender"], face=(part, j)) for j in chosen]
+    else:
+        chosen = _share_subjects(_rng(seed, part, 3, 0), subjects, subj_of, good, len(plant.get("wiki_take", ())))
+        for j, person in zip(chosen, plant.get("wiki_take", ())):
+            subjects[j].update(first=person["first"], last=person["last"], gender=person["gender"],
+                               name=f"{person['first']} {person['last']}")
+            face[j] = person["face"]
+    shared = set(chosen)
+    plant.setdefault("taken", set()).update((s["first"], s["last"]) for s in subjects)
+
     # --- rows
     f = {k: [] for k in ["dob", "photo_taken", "full_path", "gender", "name", "face_location",
                          "face_score", "second_face_score", "celeb_id"]}
     celeb_names = sorted(s["name"] for s in subjects)
     celeb_index = {nm: i + 1 for i, nm in enumerate(celeb_names)}
-    identities = [Identity.random(_rng(seed, part, 1, j), gender=s["gender"]) for j, s in enumerate(subjects)]
+    identities = [Identity.random(_rng(seed, face[j][0], 1, face[j][1]), gender=s["gender"])
+                  for j, s in enumerate(subjects)]
     wild = {"preset": "wild"}
+    plant[f"{part}_rows"] = rows_out = []
     counts = {k: 0 for k in ["wrong_age", "no_face", "low_score", "second_face", "nan_gender", "label_noise"]}
     for i in range(n_rows):
         j = int(subj_of[i])
@@ -324,6 +365,8 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: 
         f["face_score"].append(score)
         f["second_face_score"].append(second)
         f["celeb_id"].append(celeb_index[s["name"]])
+        rows_out.append(dict(rel=rel, subject=j, good=bool(good[i]) and kind != "no_face", shared=j in shared,
+                             box=tuple(float(v) for v in f["face_location"][-1][0]), size=(W, H)))
         progress(1)
 
     def cell(items) -> np.ndarray:
@@ -351,6 +394,21 @@ def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: 
             "noise": {**counts, "historical_rows": hist_rows, "clean": int(len(clean))}}
 
 
+def _share_subjects(rng: np.random.Generator, subjects: list[dict], subj_of: np.ndarray, good: np.ndarray,
+                    k: int) -> list[int]:
+    """`k` subjects to plant as shared persons: not historical, with several rows that survive
+    cleaning (>= 3 first, then >= 1); the smallest such subjects first (random order among
+    equals), so the big ones stay free for the planted photo copies."""
+    n_good = np.bincount(subj_of[good], minlength=len(subjects))
+    rows = np.bincount(subj_of, minlength=len(subjects))
+    rank = rng.permutation(len(subjects))
+    cands = [j for j in np.lexsort((rank, rows)) if not subjects[j]["historical"] and n_good[j] >= 1]
+    cands = sorted(cands, key=lambda j: n_good[j] < 3)          # stable: those with >= 3 first
+    if len(cands) < k:
+        raise RuntimeError(f"synthetic suite: {len(cands)} persons to plant as shared, {k} needed")
+    return [int(j) for j in cands[:k]]
+
+
 def _fix_mat_header(path: Path, seed: int) -> None:
     """savemat stamps the creation time into the 116-byte text header; make it constant."""
     text = f"MATLAB 5.0 MAT-file, Platform: posix, Created by: cascade synthetic suite (seed {seed})"
@@ -363,11 +421,14 @@ def _fix_mat_header(path: Path, seed: int) -> None:
 # AgeDB
 
 
-def _write_agedb(root: Path, n_img: int, n_sub: int, seed: int, progress) -> dict:
+def _write_agedb(root: Path, n_img: int, n_sub: int, seed: int, progress, plant: dict | None = None) -> dict:
+    """AgeDB; with `plant`, the IMDB persons in ``imdb_share[:2]`` take over two of its subjects
+    (name, gender and face) and one more subject is chosen to be shared with WIKI (``wiki_take``)."""
+    plant = {} if plant is None else plant
     rng = _rng(seed, "agedb", 0)
     n_sub = min(n_sub, n_img // 2)
     per = _alloc(n_img, n_sub, 2, rng.lognormal(0, 0.5, n_sub), rng)
-    names: set = set()
+    names: set = set(plant.get("taken", ()))
     items = []                       # (subject, age)
     subs = []
     for j in range(n_sub):
@@ -382,9 +443,28 @@ def _write_agedb(root: Path, n_img: int, n_sub: int, seed: int, progress) -> dic
             lo = int(np.clip(rng.normal(27, 10), 12, 80))
             hi = int(min(101, lo + rng.uniform(15, 65)))
             ages = rng.integers(lo, hi + 1, int(per[j]))
-        subs.append(dict(gender=gender, name=first + last, lo=lo, hi=hi, born=int(rng.integers(1925, 1996))))
+        subs.append(dict(gender=gender, name=first + last, first=first, last=last, lo=lo, hi=hi,
+                         born=int(rng.integers(1925, 1996))))
         items += [(j, int(a)) for a in rng.permutation(ages)]
-    identities = [Identity.random(_rng(seed, "agedb", 1, j), gender=s["gender"]) for j, s in enumerate(subs)]
+    # planted shared identities (kind 3): never the subject with the most images, which stays free
+    # for the planted photo copies
+    face = {j: ("agedb", j) for j in range(n_sub)}
+    shared: list[int] = []
+    if "imdb_share" in plant:
+        order = [int(j) for j in _rng(seed, "agedb", 3, 0).permutation(n_sub) if j != int(np.argmax(per))]
+        shared = order[:3]
+        if len(shared) < 3:
+            raise RuntimeError(f"synthetic suite: AgeDB has {n_sub} subjects, 4 needed to plant shared persons")
+        for j, person in zip(shared, plant["imdb_share"][:2]):
+            subs[j].update(first=person["first"], last=person["last"], gender=person["gender"],
+                           name=person["first"] + person["last"])
+            face[j] = person["face"]
+        x = subs[shared[2]]
+        plant["wiki_take"] = [plant["imdb_share"][2],
+                              dict(first=x["first"], last=x["last"], gender=x["gender"], face=("agedb", shared[2]))]
+    plant.setdefault("taken", set()).update((x["first"], x["last"]) for x in subs)
+    identities = [Identity.random(_rng(seed, face[j][0], 1, face[j][1]), gender=s["gender"]) for j, s in enumerate(subs)]
+    plant["agedb_rows"] = rows_out = []
     ages_all = []
     for i, (j, age) in enumerate(items):
         r = _rng(seed, "agedb", 2, i)
@@ -395,7 +475,9 @@ def _write_agedb(root: Path, n_img: int, n_sub: int, seed: int, progress) -> dic
             if subs[j]["born"] + age < 1985 else {"preset": "studio", "rotate": 3.0, "yaw": 0.15}
         img = render_face(identities[j], age + float(r.uniform(0, 0.999)), r, 64, style)
         s = subs[j]
-        _save_jpeg(img, root / f"{i + 1}_{s['name']}_{age}_{s['gender']}.jpg")
+        rel = f"{i + 1}_{s['name']}_{age}_{s['gender']}.jpg"
+        _save_jpeg(img, root / rel)
+        rows_out.append(dict(rel=rel, subject=j, good=True, shared=j in shared, box=None, size=(64, 64)))
         ages_all.append(age)
         progress(1)
     return {"images": len(items), "subjects": n_sub, "age_min": int(min(ages_all)), "age_max": int(max(ages_all))}
@@ -411,7 +493,7 @@ def _fgnet_base_counts(seed: int) -> np.ndarray:
     return _alloc(BASE_COUNTS["fgnet"]["images"], 82, 6, rng.lognormal(0, 0.4, 82), rng, cap=18)
 
 
-def _write_fgnet(root: Path, n_img: int, seed: int, progress) -> dict:
+def _write_fgnet(root: Path, n_img: int, seed: int, progress, plant: dict | None = None) -> dict:
     rng = _rng(seed, "fgnet", 0)
     base = _fgnet_base_counts(seed)
     n_sub = 82
@@ -447,6 +529,7 @@ def _write_fgnet(root: Path, n_img: int, seed: int, progress) -> dict:
     lower = set(rng.choice(plain, min(len(plain), _noise_n(NOISE["fgnet"]["lowercase"], n)), replace=False).tolist())
     identities = [Identity.random(_rng(seed, "fgnet", 1, j)) for j in range(n_sub)]
     names, n_gray = [], 0
+    rows_out = [] if plant is None else plant.setdefault("fgnet_rows", [])
     for k, (j, age, suf) in enumerate(plan):
         r = _rng(seed, "fgnet", 2, k)
         w = int(r.integers(56, 73))
@@ -463,6 +546,7 @@ def _write_fgnet(root: Path, n_img: int, seed: int, progress) -> dict:
             n_gray += 1
         name = f"{j + 1:03d}A{age:02d}{suf}." + ("jpg" if k in lower else "JPG")
         _save_jpeg(img, root / "images" / name)
+        rows_out.append(dict(rel=f"images/{name}", subject=j, good=not suf, shared=False, box=None, size=(w, h)))
         names.append(name)
         progress(1)
     ages = [a for _, a, _ in plan]
@@ -645,6 +729,102 @@ def _write_utkface(root: Path, n_img: int, seed: int, progress) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# planted overlaps
+
+
+def _crop_region(row: dict) -> tuple[tuple[int, int, int, int], tuple[float, float, float, float]]:
+    """A row's face-crop region as the image cache takes it (``square_box``: the face box grown
+    by the default margin, else the centred square) and the part of it inside the canvas, in
+    fractions of the region (x_lo, y_lo, x_hi, y_hi)."""
+    from cascade.data.cache import square_box
+
+    W, H = row["size"]
+    box = square_box(row["box"], W, H, 0.4) if row["box"] is not None else square_box(None, W, H, 0)
+    x0, y0, x1, y1 = box
+    sw, sh = x1 - x0, y1 - y0
+    return box, (max(0, -x0) / sw, max(0, -y0) / sh, 1 - max(0, x1 - W) / sw, 1 - max(0, y1 - H) / sh)
+
+
+def _uncovered(src: tuple, dst: np.ndarray) -> np.ndarray:
+    """Share of a region whose source part lies in its canvas while the destination's does not
+    (there the copy's crop shows black where the source's shows the photo)."""
+    area = (src[2] - src[0]) * (src[3] - src[1])
+    w = np.clip(np.minimum(src[2], dst[:, 2]) - np.maximum(src[0], dst[:, 0]), 0, None)
+    h = np.clip(np.minimum(src[3], dst[:, 3]) - np.maximum(src[1], dst[:, 1]), 0, None)
+    return area - w * h
+
+
+def _copy_photo(out: Path, src_ds: str, src: dict, dst_ds: str, dst: dict) -> None:
+    """Paste `src`'s crop region, resized, over `dst`'s and save `dst` again at PLANT_QUALITY."""
+    sbox, _ = _crop_region(src)
+    dbox, _ = _crop_region(dst)
+    with Image.open(out / src_ds / src["rel"]) as im:
+        piece = im.convert("RGB").crop(sbox)                      # outside the canvas: black
+    piece = piece.resize((dbox[2] - dbox[0], dbox[3] - dbox[1]), Image.BICUBIC)
+    with Image.open(out / dst_ds / dst["rel"]) as im:
+        canvas = im.convert("RGB")
+    canvas.paste(piece, (dbox[0], dbox[1]))
+    canvas.save(out / dst_ds / dst["rel"], "JPEG", quality=PLANT_QUALITY)
+
+
+def _free_rows(plant: dict, ds: str, order: np.ndarray, used: set, limit: int = 400) -> list[dict]:
+    """The first `limit` rows of `ds` in `order` that may take part in a planted copy."""
+    rows = plant[f"{ds}_rows"]
+    return [rows[i] for i in order
+            if rows[i]["good"] and not rows[i]["shared"] and (ds, rows[i]["rel"]) not in used][:limit]
+
+
+def _plant_duplicates(out: Path, seed: int, plant: dict) -> list[dict]:
+    """The planted photo copies (PLANTED_DUPLICATES), after every dataset is written.
+
+    Both rows of a copy survive cleaning (IMDB/WIKI: clean rows without label noise; FG-NET: not
+    an a/b pair), belong to no planted shared person and serve no other copy; the two rows of an
+    IMDB->IMDB copy are different persons.  IMDB/WIKI crop regions overrun their canvas, so a
+    pair is chosen whose destination keeps (nearly) all of the source's in-canvas part: among the
+    first candidates of a kind-3 random order, the pair with the least uncovered share."""
+    used: set[tuple[str, str]] = set()
+    found = []
+    for t, (a, b, n) in enumerate(PLANTED_DUPLICATES):
+        src_order = _rng(seed, a, 3, 10 + t).permutation(len(plant[f"{a}_rows"]))
+        dst_order = _rng(seed, b, 3, 20 + t).permutation(len(plant[f"{b}_rows"]))
+        for _ in range(n):
+            srcs, dsts = _free_rows(plant, a, src_order, used), _free_rows(plant, b, dst_order, used)
+            inside = np.array([_crop_region(r)[1] for r in dsts])
+            best = None
+            for src in srcs[:100]:
+                cost = _uncovered(_crop_region(src)[1], inside)
+                if a == b:
+                    cost = np.where([d["subject"] == src["subject"] for d in dsts], np.inf, cost)
+                k = int(np.argmin(cost))
+                if best is None or cost[k] < best[0] - 1e-12:
+                    best = (float(cost[k]), src, dsts[k])
+            if best is None or not np.isfinite(best[0]):
+                raise RuntimeError(f"synthetic suite: no rows left to plant a {a}->{b} photo copy")
+            _, src, dst = best
+            _copy_photo(out, a, src, b, dst)
+            used |= {(a, src["rel"]), (b, dst["rel"])}
+            found.append({"a": f"{a}/{src['rel']}", "b": f"{b}/{dst['rel']}", "kind": f"{a}->{b}"})
+    return found
+
+
+def _planted_identities(plant: dict) -> list[dict]:
+    take = plant.get("wiki_take", [])
+    out = [{"name": f"{p['first']} {p['last']}", "datasets": ["imdb", "agedb"]} for p in plant["imdb_share"][:2]]
+    out += [{"name": f"{p['first']} {p['last']}", "datasets": ["wiki", "agedb"]} for p in take[1:2]]
+    out += [{"name": f"{p['first']} {p['last']}", "datasets": ["imdb", "wiki"]} for p in take[:1]]
+    return out
+
+
+def planted(suite_root: Path) -> dict:
+    """What the suite at `suite_root` planted across datasets (``suite.json``'s
+    ``details.planted``): ``{"identities": [{"name", "datasets"}], "duplicates": [{"a", "b",
+    "kind"}]}``, paths relative to the suite root.  Suites older than version 4 planted nothing
+    (empty lists)."""
+    meta = json.loads((Path(suite_root) / "suite.json").read_text())
+    return meta.get("details", {}).get("planted", {"identities": [], "duplicates": []})
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def _marker_text(ds: str | None, seed: int, scale: float) -> str:
@@ -692,6 +872,7 @@ def write_suite(out: Path, scale: float = 1.0, seed: int = 0, progress: bool = T
 
     plan = suite_counts(scale)
     details = {}
+    state: dict = {}                          # planting state shared by the writers (not written)
     for ds in DATASETS:
         c = plan[ds]
         total = c.get("rows", c.get("images"))
@@ -699,18 +880,20 @@ def write_suite(out: Path, scale: float = 1.0, seed: int = 0, progress: bool = T
             tick = bar.update
             root = out / ds
             if ds == "imdb":
-                details[ds] = _write_imdb(root, c["rows"], c["subjects"], seed, tick)
+                details[ds] = _write_imdb(root, c["rows"], c["subjects"], seed, tick, plant=state)
             elif ds == "agedb":
-                details[ds] = _write_agedb(root, c["images"], c["subjects"], seed, tick)
+                details[ds] = _write_agedb(root, c["images"], c["subjects"], seed, tick, plant=state)
             elif ds == "fgnet":
-                details[ds] = _write_fgnet(root, c["images"], seed, tick)
+                details[ds] = _write_fgnet(root, c["images"], seed, tick, plant=state)
             elif ds == "adience":
                 details[ds] = _write_adience(root, c["rows"], c["users"], seed, tick)
             elif ds == "utkface":
                 details[ds] = _write_utkface(root, c["images"], seed, tick)
             else:
-                details[ds] = _write_imdb(root, c["rows"], c["subjects"], seed, tick, part="wiki")
+                details[ds] = _write_imdb(root, c["rows"], c["subjects"], seed, tick, part="wiki", plant=state)
     counts = {ds: int(details[ds].get("rows", details[ds].get("images"))) for ds in DATASETS}
+    details["planted"] = {"identities": _planted_identities(state),
+                          "duplicates": _plant_duplicates(out, seed, state)}
     meta = {"generator": "cascade.data.synth", "version": SUITE_VERSION, "seed": seed, "scale": scale,
             "jpeg_quality": JPEG_QUALITY, "counts": counts, "details": details,
             "base_counts": BASE_COUNTS, "min_counts": MIN_COUNTS,
