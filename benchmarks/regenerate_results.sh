@@ -24,6 +24,15 @@ $C run stage=imdb,agedb target=fgnet seeds=0,1,2 --quiet
 # How much the numbers move with the threads per fold (--jobs 1 vs --jobs 2).
 .venv/bin/python benchmarks/jobs_effect.py --home "$CASCADE_HOME" stage=imdb,agedb target=fgnet \
     | tee results/benchmarks/jobs_effect.txt
+# The leakage audit (docs/data.md "Overlap between datasets"): the main job with the overlap it
+# found removed from its earlier stages, and whole-dataset audits of the demo suite's pairs.
+$C run stage=imdb,agedb target=fgnet data.exclude_overlap=both run.name=exclude-overlap --quiet
+mkdir -p results/overlap-demo
+for pair in "imdb agedb" "imdb wiki" "agedb fgnet" "imdb fgnet"; do
+    set -- $pair
+    $C data overlap $1 $2 --out results/overlap-demo/$1-$2.csv | tee results/overlap-demo/$1-$2.txt
+done
+.venv/bin/python benchmarks/overlap.py --home "$CASCADE_HOME" | tee results/benchmarks/overlap.txt
 # The analyses of thesis section 6 and Table 5 (they reuse the main job's stages).
 $C regress pretrained imdb,agedb engine=ridge modes=last:max,first:max,last:none --quiet
 $C analyse distributions --quiet

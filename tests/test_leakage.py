@@ -92,14 +92,14 @@ def test_data_overlap_command_finds_exactly_the_planted_pairs(home, tmp_path, ca
 
 def test_exclude_overlap_changes_the_keys_it_must_and_no_other(home):
     base = _plan(home)
-    assert [n.key for n in base.nodes] == [n.key for n in _plan(home, "data.overlap.hamming=4")]   # off: not keyed
+    assert [n.key for n in base.nodes] == [n.key for n in _plan(home, "data.overlap.hamming=4").nodes]   # off: not keyed
     both = _plan(home, "data.exclude_overlap=both")
     keys = {n.label: n.key for n in base.nodes}
     changed = {n.label for n in both.nodes if keys[n.label] != n.key}
     assert changed == {n.label for n in base.nodes if n.chain}          # every node trained after an excluding stage
-    assert [n.key for n in both.nodes] != [n.key for n in _plan(home, "data.exclude_overlap=identities")]
+    assert [n.key for n in both.nodes] != [n.key for n in _plan(home, "data.exclude_overlap=identities").nodes]
     assert [n.key for n in both.nodes] != [n.key for n in _plan(home, "data.exclude_overlap=both",
-                                                                "data.overlap.hamming=4")]
+                                                                "data.overlap.hamming=4").nodes]
     with pytest.raises(C.ConfigError, match="data.exclude_overlap='all' is not valid"):
         C.load(FAST + ["data.exclude_overlap=all"])
 
