@@ -431,6 +431,7 @@ def _data_overlap(args) -> int:
     from cascade.data.cache import prepare
     from cascade.data.datasets import DATASETS, crop_settings, open_dataset
     from cascade.data.overlap import audit
+    from cascade.stages.leakage import face_model
 
     cfg = C.load(args.settings)
     for name in (args.a, args.b):
@@ -441,9 +442,11 @@ def _data_overlap(args) -> int:
     caches = [prepare(t, size, crop_settings(cfg, t), home) for t in (open_dataset(cfg, n, home) for n in (args.a, args.b))]
     rule = cfg["data"]["overlap"]
     hamming = rule["hamming"] if args.threshold is None else args.threshold
-    report = audit(*caches, (DATASETS[args.a][0], DATASETS[args.b][0]), home, hamming, rule["colour"])
+    face = face_model(cfg)
+    report = audit(*caches, (DATASETS[args.a][0], DATASETS[args.b][0]), home, hamming, rule["colour"], face=face)
     print(f"{args.a}: {len(caches[0])} images, {args.b}: {len(caches[1])} images, crops {size} px; same photo: "
-          f"pHash within {hamming} bits of 64 and 8x8 colours within {rule['colour']}")
+          f"pHash within {hamming} bits of 64 and 8x8 colours within {rule['colour']}"
+          + (f"; same face: {face.backbone} embeddings at cosine >= {face.cosine:g}" if face else ""))
     print(report.summary())
     if args.out:
         report.to_frame().to_csv(args.out, index=False)

@@ -100,6 +100,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "data.face_select": ("central", "probability"),
         "data.outside_labels": ("error", "drop"),
         "data.exclude_overlap": ("none", "identities", "duplicates", "both"),
+        "data.overlap.faces": ("",) + tuple(BACKBONES),
         "head.reinit": ("output", "all"),
         **{f"stages.{s}.protocol": protocol_names() for s in stage_names if "protocol" in cfg["stages"][s]},
         **{f"stages.{s}.select": SELECT for s in cfg["stages"]},
@@ -247,9 +248,10 @@ def validate(cfg: dict) -> None:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     overlap = cfg["data"]["overlap"]
-    if not 0 <= overlap["hamming"] <= 64 or not 0 <= overlap["colour"] <= 255:
-        raise ConfigError(f"data.overlap.hamming={overlap['hamming']} / data.overlap.colour={overlap['colour']}: "
-                          f"expected 0-64 bits and 0-255 (255 turns the colour test off)")
+    if not 0 <= overlap["hamming"] <= 64 or not 0 <= overlap["colour"] <= 255 or not -1 <= overlap["cosine"] <= 1:
+        raise ConfigError(f"data.overlap.hamming={overlap['hamming']} / colour={overlap['colour']} / cosine="
+                          f"{overlap['cosine']}: expected 0-64 bits, 0-255 (255 turns the colour test off) and a "
+                          f"cosine similarity in [-1, 1]")
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")

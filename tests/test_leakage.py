@@ -142,3 +142,33 @@ def test_a_run_says_what_it_found_in_its_header_and_files(home, tmp_path):
     assert set(found["kind"]) <= {"person", "photo"} and (found["kind"] == "photo").any()
     assert (folder / "figures" / "overlap_pairs.png").exists()
     assert "same photo as the fgnet test images" in (folder / "table.md").read_text()
+
+
+def test_same_face_test_finds_the_copies_and_is_keyed(home, tmp_path):
+    """data.overlap.faces: embeddings of a face-recognition body (here the demo body's imported
+    weights: no real face-recognition weights exist on this machine, so this checks the
+    machinery, not identity); a copied photo has the same face as its original."""
+    from conftest import import_demo_weights
+
+    weights = import_demo_weights(tmp_path, home)
+    truth = _suite(home)
+    faces = [f"backbones.demo.weights={weights}", "data.overlap.faces=demo", "data.overlap.cosine=0.999"]
+    plan = _plan(home, *faces)
+    check = next(c for c in leakage(plan).checks() if (c.stage, c.other) == ("imdb", "fgnet"))
+    assert _planted_pairs(truth, "fgnet->imdb") <= {(r.path, r.other) for r in check.faces.itertuples()}
+    assert (check.faces["cosine"] >= 0.999).all()
+    assert "same faces (demo, cosine ≥ 0.999)" in check.line("none")
+    assert "face" in set(leakage(plan).findings()["kind"])
+    from cascade.cli import main
+    out = tmp_path / "faces.csv"
+    assert main(["data", "overlap", "imdb", "fgnet", *FAST, *CROPS, *faces, f"home={home}", "--out", str(out)]) == 0
+    found = pd.read_csv(out)
+    assert _planted_pairs(truth, "fgnet->imdb") <= set(zip(*found[found["kind"] == "face"][["left", "right"]].to_numpy().T))
+    keyed = _plan(home, *faces, "data.exclude_overlap=identities")
+    other = _plan(home, *faces[:2], "data.overlap.cosine=0.9", "data.exclude_overlap=identities")
+    assert [n.key for n in keyed.nodes if n.chain] != [n.key for n in other.nodes if n.chain]
+
+
+def test_same_face_without_weights_is_a_problem_named_before_any_work(home):
+    found = P.problems(C.load(FAST + MAIN + [f"home={home}", "data.overlap.faces=inception_resnet_v1"]))
+    assert any(p.startswith("data.overlap.faces:") and "inception_resnet_v1" in p for p in found)

@@ -182,6 +182,77 @@ def match_prints(a: Prints, b: Prints | None = None, threshold: int = DEFAULT_TH
                          "colour": np.round(diff[ok], 2)})
 
 
+@dataclasses.dataclass(frozen=True)
+class FaceModel:
+    """The optional third test, same face: a face-recognition backbone (a registered name, e.g.
+    inception_resnet_v1 or mobilefacenet) with its imported weight file, fed at its own input
+    size; two crops whose embeddings' cosine similarity reaches `cosine` are one person."""
+
+    backbone: str
+    weights: Path
+    size: int
+    cosine: float
+
+    def key(self) -> dict:
+        from cascade.models.weights import identity
+
+        return {"backbone": self.backbone, "weights": identity(self.weights), "size": self.size,
+                "cosine": self.cosine}
+
+
+def cache_embeddings(cache, face: FaceModel, home: Path, progress: bool = True, batch: int = 128) -> np.ndarray:
+    """L2-normalised embeddings (N, d) float32 of an ImageCache's crops by `face`: the pooled last
+    conv map of its body (the layer an age head reads), each crop resized to the model's input
+    size and preprocessed as its weights were trained.  Kept in $CASCADE_HOME/overlap/ per cache
+    and weight file, like the fingerprints."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from cascade.models import AgeModel, build_backbone
+    from cascade.models import weights as W
+    from cascade.models.backbones import Preprocessing
+    from cascade.store import atomic_write_bytes, stable_hash
+
+    path = Path(home) / "overlap" / f"{Path(cache.path).name}-faces-{stable_hash(face.key(), 12)}.npy"
+    if path.exists():
+        return np.load(path)
+    bb = build_backbone(face.backbone)
+    W.load_body(bb.body, face.weights)
+    if pre := W.recorded_preprocessing(face.weights):
+        bb.preprocessing = Preprocessing(pre["channels"], pre["scale"], tuple(pre["mean"]), tuple(pre["std"]))
+    model = AgeModel(bb, 1, []).eval()
+    out = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(cache.images), batch), desc=f"embed {cache.table.name}",
+                          disable=not progress, leave=False):
+            x = torch.from_numpy(np.array(cache.images[start:start + batch])).permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(face.size, face.size), mode="bilinear", antialias=True, align_corners=False)
+            x = model.preprocessing.apply(x.round().clamp(0, 255).permute(0, 2, 3, 1))
+            out.append(F.normalize(model.embed(x), dim=1).numpy().astype(np.float32))
+    emb = np.concatenate(out) if out else np.zeros((0, bb.channels), dtype=np.float32)
+    buf = io.BytesIO()
+    np.save(buf, emb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+    return emb
+
+
+def match_faces(a: np.ndarray, b: np.ndarray | None, cosine: float, block: int = 4096) -> pd.DataFrame:
+    """Pairs (i, j, cosine) of normalised embeddings with cosine similarity >= `cosine`, by
+    blocked matrix products; `b=None`: within `a`, i < j."""
+    within = b is None
+    b = a if within else b
+    found = []
+    for i0 in range(0, len(a), block):
+        sims = a[i0:i0 + block] @ b.T
+        ii, jj = np.nonzero(sims >= cosine)
+        keep = ii + i0 < jj if within else np.ones(len(ii), dtype=bool)
+        found.append((ii[keep] + i0, jj[keep], sims[ii[keep], jj[keep]]))
+    i, j, c = (np.concatenate(x) for x in zip(*found)) if found else (np.zeros(0, int),) * 2 + (np.zeros(0),)
+    return pd.DataFrame({"i": i.astype(np.int64), "j": j.astype(np.int64), "cosine": np.round(c.astype(float), 4)})
+
+
 @dataclasses.dataclass
 class OverlapReport:
     """What two datasets share; `identities` is None when either side carries no names."""
@@ -193,6 +264,7 @@ class OverlapReport:
     within_a: pd.DataFrame       # columns path_1, path_2, distance, colour (duplicates inside a)
     within_b: pd.DataFrame
     quarantined: list[str]       # rows whose image could not be cached, so were not compared
+    faces: pd.DataFrame | None = None   # path_a, path_b, cosine: same face (when a FaceModel is given)
 
     def summary(self, examples: int = 5) -> str:
         lines = []
@@ -207,6 +279,9 @@ class OverlapReport:
             lines.append(f"{title}: {len(frame)}")
             lines += [f"  {r[0]}  <->  {r[1]}  ({r[2]} bits, colour {r[3]})"
                       for r in frame.head(examples).itertuples(index=False)]
+        if self.faces is not None:
+            lines.append(f"same face {self.a} x {self.b}: {len(self.faces)}")
+            lines += [f"  {r[0]}  <->  {r[1]}  (cosine {r[2]})" for r in self.faces.head(examples).itertuples(index=False)]
         lines += [f"not compared (quarantined): {f}" for f in self.quarantined]
         return "\n".join(lines)
 
@@ -218,6 +293,9 @@ class OverlapReport:
                             (f"within {self.b}", self.within_b)):
             parts.append(pd.DataFrame({"kind": kind, "left": frame.iloc[:, 0], "right": frame.iloc[:, 1],
                                        "distance": frame["distance"], "colour": frame["colour"]}))
+        if self.faces is not None:
+            parts.append(pd.DataFrame({"kind": "face", "left": self.faces["path_a"], "right": self.faces["path_b"],
+                                       "distance": -1, "colour": np.nan, "cosine": self.faces["cosine"]}))
         return pd.concat(parts, ignore_index=True)
 
 
@@ -229,9 +307,10 @@ def named_pairs(found: pd.DataFrame, left: pd.Series, right: pd.Series, names: t
 
 
 def audit(a, b, loaders: tuple[str, str], home: Path, threshold: int = DEFAULT_THRESHOLD,
-          colour: float = DEFAULT_COLOUR, progress: bool = True) -> OverlapReport:
+          colour: float = DEFAULT_COLOUR, progress: bool = True, face: FaceModel | None = None) -> OverlapReport:
     """Shared identities and same photos of two datasets' image caches (`cascade.data.cache.
-    ImageCache`, as a run builds them), and each one's duplicates within itself."""
+    ImageCache`, as a run builds them), each one's duplicates within itself and, given a
+    `face` model, the same faces across."""
     ta, tb = a.table, b.table
     names_a, names_b = identity_names(ta, loaders[0]), identity_names(tb, loaders[1])
     identities = None if names_a is None or names_b is None else shared_identities(names_a, names_b)
@@ -242,4 +321,12 @@ def audit(a, b, loaders: tuple[str, str], home: Path, threshold: int = DEFAULT_T
         pairs=named_pairs(match_prints(pa, pb, threshold, colour), path_a, path_b, ("path_a", "path_b")),
         within_a=named_pairs(match_prints(pa, None, threshold, colour), path_a, path_a, ("path_1", "path_2")),
         within_b=named_pairs(match_prints(pb, None, threshold, colour), path_b, path_b, ("path_1", "path_2")),
-        quarantined=[f"{t.name} {q['path']}: {q['reason']}" for t in (ta, tb) for q in t.report.quarantine])
+        quarantined=[f"{t.name} {q['path']}: {q['reason']}" for t in (ta, tb) for q in t.report.quarantine],
+        faces=None if face is None else _named_faces(
+            match_faces(cache_embeddings(a, face, home, progress), cache_embeddings(b, face, home, progress),
+                        face.cosine), path_a, path_b))
+
+
+def _named_faces(found: pd.DataFrame, left: pd.Series, right: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"path_a": left.to_numpy()[found["i"].to_numpy()],
+                         "path_b": right.to_numpy()[found["j"].to_numpy()], "cosine": found["cosine"].to_numpy()})

@@ -20,11 +20,37 @@ import pandas as pd
 
 from cascade import config as C
 from cascade.data.datasets import DATASETS, crop_settings
-from cascade.data.overlap import HASH_VERSION, cache_prints, identity_names, match_prints, shared_identities
+from cascade.data.overlap import (
+    HASH_VERSION,
+    FaceModel,
+    cache_embeddings,
+    cache_prints,
+    identity_names,
+    match_faces,
+    match_prints,
+    shared_identities,
+)
 from cascade.store import stable_hash
 
 #: What each `data.exclude_overlap` value removes.
 RULES = {"none": (), "identities": ("person",), "duplicates": ("photo",), "both": ("person", "photo")}
+
+
+def face_model(cfg: dict) -> FaceModel | None:
+    """The same-face test's model (`data.overlap.faces`), or None when it is off.  Its weight file
+    is the backbone's registered one (`backbones.<b>.weights`); a missing file is the usual
+    FileNotFoundError naming the import command."""
+    from cascade.models import weights as W
+
+    name = cfg["data"]["overlap"]["faces"]
+    if not name:
+        return None
+    settings = cfg["backbones"][name]
+    path = W.resolve("default", settings["weights"], C.cascade_home(cfg))
+    if path is None:
+        raise FileNotFoundError(f"data.overlap.faces={name}: backbones.{name}.weights is none; the same-face "
+                                f"test needs face-recognition weights")
+    return FaceModel(name, path, int(settings["input_size"]), float(cfg["data"]["overlap"]["cosine"]))
 
 
 @dataclasses.dataclass
@@ -39,10 +65,14 @@ class Check:
     unnamed: str                     # the side(s) without names ("" when both have them)
     pairs: pd.DataFrame              # path (in the stage), other (path), distance (bits), colour
     removed: dict[str, int]          # kind (person | photo) -> rows removed from the stage
+    faces: pd.DataFrame | None = None   # path, other, cosine: same face (data.overlap.faces)
+    face: FaceModel | None = None
 
     def line(self, rule: str) -> str:
         people = (f"identities not compared ({self.unnamed} carries no names)" if self.identities is None
                   else f"{len(self.identities)} identities")
+        if self.faces is not None:
+            people += f", {len(self.faces)} same faces ({self.face.backbone}, cosine ≥ {self.face.cosine:g})"
         photos = f"{len(self.pairs)} near-duplicate photos"
         done = (f"removed from {self.stage}: " + ", ".join(f"{n} rows (same {k})" for k, n in self.removed.items())
                 if self.removed else "kept")
@@ -74,9 +104,12 @@ def exclusion_keys(cfg: dict, table, manifest) -> dict[str, dict]:
     def seen(stage: str) -> dict:
         return {"stage": stage, "manifest": manifest(stage), "crop": crop_settings(cfg, table(stage))}
 
+    face = face_model(cfg)
     out: dict[str, dict] = {}
     for i in reversed(range(len(stages))):
-        out[stages[i]] = {"rule": rule, **cfg["data"]["overlap"], "fingerprints": HASH_VERSION,
+        out[stages[i]] = {"rule": rule, "hamming": cfg["data"]["overlap"]["hamming"],
+                          "colour": cfg["data"]["overlap"]["colour"], "fingerprints": HASH_VERSION,
+                          **({"faces": face.key()} if face else {}),
                           "target": seen(cfg["target"]),
                           "validation": [{**seen(stages[j]), "val_fraction": _val_fraction(cfg, stages, j),
                                           "exclude": stable_hash(out[stages[j]])} for j in range(i + 1, len(stages))]}
@@ -90,6 +123,7 @@ class Leakage:
     def __init__(self, plan, progress: bool = False):
         self.plan, self.cfg, self.progress = plan, plan.cfg, progress
         self.rule = self.cfg["data"]["exclude_overlap"]
+        self.face = face_model(self.cfg)
         self._splits: dict[str, tuple[np.ndarray, np.ndarray, list[Check]]] = {}
         self._names: dict[str, pd.Series | None] = {}
 
@@ -105,15 +139,17 @@ class Leakage:
         return [c.line(self.rule) for c in self.checks()]
 
     def findings(self) -> pd.DataFrame:
-        """Every finding, one row each: stage, against, kind (person | photo), path, other,
-        distance, colour (person rows name the identity in path and other)."""
+        """Every finding, one row each: stage, against, kind (person | photo | face), path, other,
+        distance, colour, and cosine with the same-face test (person rows name the identity)."""
         parts = []
         for c in self.checks():
             parts.append(pd.DataFrame({"stage": c.stage, "against": c.against, "kind": "person",
                                        "path": c.identities or [], "other": c.identities or [],
                                        "distance": np.nan, "colour": np.nan}))
             parts.append(c.pairs.assign(stage=c.stage, against=c.against, kind="photo"))
-        cols = ["stage", "against", "kind", "path", "other", "distance", "colour"]
+            if c.faces is not None:
+                parts.append(c.faces.assign(stage=c.stage, against=c.against, kind="face"))
+        cols = ["stage", "against", "kind", "path", "other", "distance", "colour"] + (["cosine"] if self.face else [])
         return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
     def examples(self, n: int = 6) -> list[tuple[np.ndarray, np.ndarray, str]]:
@@ -162,9 +198,15 @@ class Leakage:
                                  self.cfg["data"]["overlap"]["hamming"], self.cfg["data"]["overlap"]["colour"])
             names, theirs = self._identity_names(node.stage), self._identity_names(other)
             identities = None if names is None or theirs is None else shared_identities(names, theirs.iloc[rows])
-            hit = {"person": names.isin(identities or []).to_numpy() if identities is not None
+            hit = {"person": names.isin(identities or []).to_numpy(copy=True) if identities is not None
                    else np.zeros(len(cache), dtype=bool),
                    "photo": np.isin(np.arange(len(cache)), found["i"].to_numpy())}
+            faces = None
+            if self.face:                        # same face: counted with the same person
+                same = match_faces(cache_embeddings(cache, self.face, self.plan.home, self.progress),
+                                   cache_embeddings(self._cache(other), self.face, self.plan.home, self.progress)[rows],
+                                   self.face.cosine)
+                hit["person"] |= np.isin(np.arange(len(cache)), same["i"].to_numpy())
             removed = {}
             for kind in kinds:
                 removed[kind] = int((hit[kind] & ~drop).sum())
@@ -172,8 +214,12 @@ class Leakage:
             other_paths = self._cache(other).table.frame["path"].to_numpy()[rows]
             pairs = pd.DataFrame({"path": paths[found["i"].to_numpy()], "other": other_paths[found["j"].to_numpy()],
                                   "distance": found["distance"].to_numpy(), "colour": found["colour"].to_numpy()})
+            if self.face:
+                faces = pd.DataFrame({"path": paths[same["i"].to_numpy()], "other": other_paths[same["j"].to_numpy()],
+                                      "cosine": same["cosine"].to_numpy()})
             unnamed = " and ".join(s for s, n in ((node.stage, names), (other, theirs)) if n is None)
-            checks.append(Check(node.stage, other, label, len(rows), identities, unnamed, pairs, removed))
+            checks.append(Check(node.stage, other, label, len(rows), identities, unnamed, pairs, removed,
+                                faces, self.face))
         for c in checks:                         # counted like every other cleaning rule
             for kind, n in c.removed.items():
                 cache.table.report.drop(f"same {kind} as the {c.against} (data.exclude_overlap)", n)

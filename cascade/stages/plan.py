@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cascade import config as C
 from cascade.data.align import TEMPLATES
-from cascade.stages.leakage import exclusion_keys
+from cascade.stages.leakage import exclusion_keys, face_model
 from cascade.stages.placement import gpu_count, resolve_devices
 from cascade.data.datasets import cleaning_settings, crop_settings, missing_root, open_dataset
 from cascade.data.records import DatasetTable
@@ -147,6 +147,10 @@ def problems(cfg: dict) -> list[str]:
         resolve_devices(cfg["devices"], gpu_count())
     except ValueError as exc:
         found.append(str(exc))
+    try:
+        face_model(cfg)
+    except FileNotFoundError as exc:
+        found.append(f"data.overlap.faces: {exc}")
     template = C.backbone_settings(cfg).get("align_template")
     if template is not None and template not in TEMPLATES:
         found.append(f"backbones.{cfg['backbone']}.align_template={template!r} is not an alignment template."
