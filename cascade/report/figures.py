@@ -333,10 +333,15 @@ def overlap_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], stem, syn
                   title: str = "Same photo in an earlier stage and a later split") -> FigureFiles:
     """Issue #21's figure: each found pair as two cached crops side by side (the earlier stage's
     left), captioned with both paths, the pHash distance and the colour difference."""
-    fig = _new_figure(3.2 * len(pairs), 3.6)
-    axes = np.asarray(fig.subplots(1, 2 * len(pairs), squeeze=False))[0]
+    per_row = min(2, len(pairs))
+    rows = -(-len(pairs) // per_row)
+    fig = _new_figure(3.6 * per_row, 2.4 * rows + 0.5)
+    axes = np.asarray(fig.subplots(rows, 2 * per_row, squeeze=False)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
     for k, (left, right, caption) in enumerate(pairs):
         for ax, image in zip(axes[2 * k:2 * k + 2], (left, right)):
+            ax.set_axis_on()
             ax.imshow(image)
             ax.set_xticks([])
             ax.set_yticks([])
