@@ -82,12 +82,13 @@ def test_data_overlap_command_finds_exactly_the_planted_pairs(home, tmp_path, ca
     assert set(found.loc[found["kind"] == "identity", "left"]) == \
         {normalise_name(p["name"]) for p in truth["identities"] if set(p["datasets"]) == {"imdb", "agedb"}}
     assert "colour" in found.columns and (dup["distance"] <= 8).all()
-    assert main(["data", "overlap", "imdb", "wiki", *FAST, *CROPS, f"home={home}", "--out", str(out)]) == 0
-    found = pd.read_csv(out)
-    dup = found[found["kind"] == "duplicate"]
-    assert set(zip(dup["left"], dup["right"])) == _planted_pairs(truth, "imdb->wiki")
-    assert set(found.loc[found["kind"] == "identity", "left"]) == \
-        {normalise_name(p["name"]) for p in truth["identities"] if set(p["datasets"]) == {"imdb", "wiki"}}
+    for a, b in (("imdb", "wiki"), ("wiki", "agedb")):
+        assert main(["data", "overlap", a, b, *FAST, *CROPS, f"home={home}", "--out", str(out)]) == 0
+        found = pd.read_csv(out)
+        dup = found[found["kind"] == "duplicate"]
+        assert set(zip(dup["left"], dup["right"])) == _planted_pairs(truth, f"{a}->{b}")
+        assert set(found.loc[found["kind"] == "identity", "left"]) == \
+            {normalise_name(p["name"]) for p in truth["identities"] if set(p["datasets"]) == {a, b}}
 
 
 def test_exclude_overlap_changes_the_keys_it_must_and_no_other(home):
