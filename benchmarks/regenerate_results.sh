@@ -27,6 +27,7 @@ $C run stage=imdb,agedb target=fgnet seeds=0,1,2 --quiet
 # The leakage audit (docs/data.md "Overlap between datasets"): the main job with the overlap it
 # found removed from its earlier stages, and whole-dataset audits of the demo suite's pairs.
 $C run stage=imdb,agedb target=fgnet data.exclude_overlap=both run.name=exclude-overlap --quiet
+$C compare results/fgnet-demo-fb06e05d results/exclude-overlap-fgnet-demo-* --out results
 mkdir -p results/overlap-demo
 for pair in "imdb agedb" "imdb wiki" "agedb fgnet" "imdb fgnet"; do
     set -- $pair

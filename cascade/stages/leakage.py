@@ -70,14 +70,20 @@ class Check:
 
     def line(self, rule: str) -> str:
         people = (f"identities not compared ({self.unnamed} carries no names)" if self.identities is None
-                  else f"{len(self.identities)} identities")
+                  else _count(len(self.identities), "identity", "identities"))
         if self.faces is not None:
-            people += f", {len(self.faces)} same faces ({self.face.backbone}, cosine ≥ {self.face.cosine:g})"
-        photos = f"{len(self.pairs)} near-duplicate photos"
-        done = (f"removed from {self.stage}: " + ", ".join(f"{n} rows (same {k})" for k, n in self.removed.items())
+            people += (f", {_count(len(self.faces), 'same face', 'same faces')} "
+                       f"({self.face.backbone}, cosine ≥ {self.face.cosine:g})")
+        photos = _count(len(self.pairs), "near-duplicate photo", "near-duplicate photos")
+        done = (f"removed from {self.stage}: " + ", ".join(f"{_count(n, 'row', 'rows')} (same {k})"
+                                                          for k, n in self.removed.items())
                 if self.removed else "kept")
         return (f"Overlap of stage {self.stage} with the {self.against} ({self.n_against}): {people} and {photos} "
                 f"— {done} (data.exclude_overlap={rule})")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _loader(cfg: dict, stage: str) -> str:
