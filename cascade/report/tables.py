@@ -228,10 +228,13 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         f"Seed: {seeds[0]} (one seed; `seeds=0,1,2` runs several and reports mean ± sd)",
         f"Torch threads when trained: {_stage_threads(plan)}",
     ]
+    # every intermediate stage against the splits it must not have seen; first, because what
+    # data.exclude_overlap removes is a step of the cleaning reports printed next
+    overlap = leakage(plan).lines()
     for name, t in plan.tables.items():
         node = next(n for n in plan.nodes if n.stage == name)        # what the keys hashed
         header.append(cleaning_line(name, t, node.info["manifest"], node.info.get("cleaning")))
-    header += leakage(plan).lines()        # every intermediate stage against the splits it must not have seen
+    header += overlap
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
     run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \
         stable_hash([n.key for p in plans for n in p.targets], 8)
