@@ -214,22 +214,23 @@ def cache_embeddings(cache, face: FaceModel, home: Path, progress: bool = True, 
     from cascade.models.backbones import Preprocessing
     from cascade.store import atomic_write_bytes, stable_hash
 
-    path = Path(home) / "overlap" / f"{Path(cache.path).name}-faces-{stable_hash(face.key(), 12)}.npy"
+    model = {k: v for k, v in face.key().items() if k != "cosine"}      # the threshold does not embed
+    path = Path(home) / "overlap" / f"{Path(cache.path).name}-faces-{stable_hash(model, 12)}.npy"
     if path.exists():
         return np.load(path)
     bb = build_backbone(face.backbone)
     W.load_body(bb.body, face.weights)
     if pre := W.recorded_preprocessing(face.weights):
         bb.preprocessing = Preprocessing(pre["channels"], pre["scale"], tuple(pre["mean"]), tuple(pre["std"]))
-    model = AgeModel(bb, 1, []).eval()
+    net = AgeModel(bb, 1, []).eval()
     out = []
     with torch.no_grad():
         for start in tqdm(range(0, len(cache.images), batch), desc=f"embed {cache.table.name}",
                           disable=not progress, leave=False):
             x = torch.from_numpy(np.array(cache.images[start:start + batch])).permute(0, 3, 1, 2).float()
             x = F.interpolate(x, size=(face.size, face.size), mode="bilinear", antialias=True, align_corners=False)
-            x = model.preprocessing.apply(x.round().clamp(0, 255).permute(0, 2, 3, 1))
-            out.append(F.normalize(model.embed(x), dim=1).numpy().astype(np.float32))
+            x = net.preprocessing.apply(x.round().clamp(0, 255).permute(0, 2, 3, 1))
+            out.append(F.normalize(net.embed(x), dim=1).numpy().astype(np.float32))
     emb = np.concatenate(out) if out else np.zeros((0, bb.channels), dtype=np.float32)
     buf = io.BytesIO()
     np.save(buf, emb)
