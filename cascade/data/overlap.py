@@ -152,21 +152,31 @@ def cache_prints(cache, home: Path, progress: bool = True) -> Prints:
     `$CASCADE_HOME/overlap/<cache key>-v<HASH_VERSION>.npz`."""
     from tqdm import tqdm
 
+    def compute() -> dict[str, np.ndarray]:
+        n = len(cache.images)
+        hashes, thumbs = np.zeros(n, dtype=np.uint64), np.zeros((n, THUMB, THUMB, 3), dtype=np.uint8)
+        for i in tqdm(range(n), desc=f"fingerprint {cache.table.name}", disable=not progress, leave=False):
+            hashes[i], thumbs[i] = fingerprint(cache.images[i])
+        return {"hashes": hashes, "thumbs": thumbs}
+
+    kept = _kept(Path(home) / "overlap" / f"{Path(cache.path).name}-v{HASH_VERSION}.npz", compute)
+    return Prints(kept["hashes"], kept["thumbs"])
+
+
+def _kept(path: Path, compute) -> dict[str, np.ndarray]:
+    """The arrays stored at `path` (.npz), or `compute()`'s, stored there first (atomically): what
+    is derived from an image cache is computed once per cache."""
     from cascade.store import atomic_write_bytes
 
-    path = Path(home) / "overlap" / f"{Path(cache.path).name}-v{HASH_VERSION}.npz"
     if path.exists():
         with np.load(path) as f:
-            return Prints(f["hashes"], f["thumbs"])
-    n = len(cache.images)
-    hashes, thumbs = np.zeros(n, dtype=np.uint64), np.zeros((n, THUMB, THUMB, 3), dtype=np.uint8)
-    for i in tqdm(range(n), desc=f"fingerprint {cache.table.name}", disable=not progress, leave=False):
-        hashes[i], thumbs[i] = fingerprint(cache.images[i])
+            return {k: f[k] for k in f.files}
+    arrays = compute()
     buf = io.BytesIO()
-    np.savez(buf, hashes=hashes, thumbs=thumbs)
+    np.savez(buf, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
-    return Prints(hashes, thumbs)
+    return arrays
 
 
 def match_prints(a: Prints, b: Prints | None = None, threshold: int = DEFAULT_THRESHOLD,
@@ -212,31 +222,28 @@ def cache_embeddings(cache, face: FaceModel, home: Path, progress: bool = True, 
     from cascade.models import AgeModel, build_backbone
     from cascade.models import weights as W
     from cascade.models.backbones import Preprocessing
-    from cascade.store import atomic_write_bytes, stable_hash
+    from cascade.store import stable_hash
 
     model = {k: v for k, v in face.key().items() if k != "cosine"}      # the threshold does not embed
-    path = Path(home) / "overlap" / f"{Path(cache.path).name}-faces-{stable_hash(model, 12)}.npy"
-    if path.exists():
-        return np.load(path)
-    bb = build_backbone(face.backbone)
-    W.load_body(bb.body, face.weights)
-    if pre := W.recorded_preprocessing(face.weights):
-        bb.preprocessing = Preprocessing(pre["channels"], pre["scale"], tuple(pre["mean"]), tuple(pre["std"]))
-    net = AgeModel(bb, 1, []).eval()
-    out = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(cache.images), batch), desc=f"embed {cache.table.name}",
-                          disable=not progress, leave=False):
-            x = torch.from_numpy(np.array(cache.images[start:start + batch])).permute(0, 3, 1, 2).float()
-            x = F.interpolate(x, size=(face.size, face.size), mode="bilinear", antialias=True, align_corners=False)
-            x = net.preprocessing.apply(x.round().clamp(0, 255).permute(0, 2, 3, 1))
-            out.append(F.normalize(net.embed(x), dim=1).numpy().astype(np.float32))
-    emb = np.concatenate(out) if out else np.zeros((0, bb.channels), dtype=np.float32)
-    buf = io.BytesIO()
-    np.save(buf, emb)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-    return emb
+    path = Path(home) / "overlap" / f"{Path(cache.path).name}-faces-{stable_hash(model, 12)}.npz"
+
+    def compute() -> dict[str, np.ndarray]:
+        bb = build_backbone(face.backbone)
+        W.load_body(bb.body, face.weights)
+        if pre := W.recorded_preprocessing(face.weights):
+            bb.preprocessing = Preprocessing(pre["channels"], pre["scale"], tuple(pre["mean"]), tuple(pre["std"]))
+        net = AgeModel(bb, 1, []).eval()
+        out = [np.zeros((0, bb.channels), dtype=np.float32)]
+        with torch.no_grad():
+            for start in tqdm(range(0, len(cache.images), batch), desc=f"embed {cache.table.name}",
+                              disable=not progress, leave=False):
+                x = torch.from_numpy(np.array(cache.images[start:start + batch])).permute(0, 3, 1, 2).float()
+                x = F.interpolate(x, size=(face.size, face.size), mode="bilinear", antialias=True, align_corners=False)
+                x = net.preprocessing.apply(x.round().clamp(0, 255).permute(0, 2, 3, 1))
+                out.append(F.normalize(net.embed(x), dim=1).numpy().astype(np.float32))
+        return {"embeddings": np.concatenate(out)}
+
+    return _kept(path, compute)["embeddings"]
 
 
 def match_faces(a: np.ndarray, b: np.ndarray | None, cosine: float, block: int = 4096) -> pd.DataFrame:
@@ -301,10 +308,11 @@ class OverlapReport:
 
 
 def named_pairs(found: pd.DataFrame, left: pd.Series, right: pd.Series, names: tuple[str, str]) -> pd.DataFrame:
-    """`match_prints` rows with the paths of their two rows in place of the row numbers."""
+    """`match_prints` / `match_faces` rows with the paths of their two rows (`left[i]`,
+    `right[j]`) in place of the row numbers; their measures (distance, colour, cosine) kept."""
     return pd.DataFrame({names[0]: left.to_numpy()[found["i"].to_numpy()],
                          names[1]: right.to_numpy()[found["j"].to_numpy()],
-                         "distance": found["distance"].to_numpy(), "colour": found["colour"].to_numpy()})
+                         **{c: found[c].to_numpy() for c in found.columns if c not in ("i", "j")}})
 
 
 def audit(a, b, loaders: tuple[str, str], home: Path, threshold: int = DEFAULT_THRESHOLD,
@@ -323,11 +331,6 @@ def audit(a, b, loaders: tuple[str, str], home: Path, threshold: int = DEFAULT_T
         within_a=named_pairs(match_prints(pa, None, threshold, colour), path_a, path_a, ("path_1", "path_2")),
         within_b=named_pairs(match_prints(pb, None, threshold, colour), path_b, path_b, ("path_1", "path_2")),
         quarantined=[f"{t.name} {q['path']}: {q['reason']}" for t in (ta, tb) for q in t.report.quarantine],
-        faces=None if face is None else _named_faces(
+        faces=None if face is None else named_pairs(
             match_faces(cache_embeddings(a, face, home, progress), cache_embeddings(b, face, home, progress),
-                        face.cosine), path_a, path_b))
-
-
-def _named_faces(found: pd.DataFrame, left: pd.Series, right: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({"path_a": left.to_numpy()[found["i"].to_numpy()],
-                         "path_b": right.to_numpy()[found["j"].to_numpy()], "cosine": found["cosine"].to_numpy()})
+                        face.cosine), path_a, path_b, ("path_a", "path_b")))

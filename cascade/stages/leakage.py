@@ -28,6 +28,7 @@ from cascade.data.overlap import (
     identity_names,
     match_faces,
     match_prints,
+    named_pairs,
     shared_identities,
 )
 from cascade.store import stable_hash
@@ -197,7 +198,7 @@ class Leakage:
         kinds = RULES[self.rule]
         drop = np.zeros(len(cache), dtype=bool)
         checks = []
-        paths = cache.table.frame["path"].to_numpy()
+        paths = cache.table.frame["path"]
         mine = cache_prints(cache, self.plan.home, self.progress)
         for label, other, rows in against:
             found = match_prints(mine, cache_prints(self._cache(other), self.plan.home, self.progress).take(rows),
@@ -207,7 +208,7 @@ class Leakage:
             hit = {"person": names.isin(identities or []).to_numpy(copy=True) if identities is not None
                    else np.zeros(len(cache), dtype=bool),
                    "photo": np.isin(np.arange(len(cache)), found["i"].to_numpy())}
-            faces = None
+            same = None
             if self.face:                        # same face: counted with the same person
                 same = match_faces(cache_embeddings(cache, self.face, self.plan.home, self.progress),
                                    cache_embeddings(self._cache(other), self.face, self.plan.home, self.progress)[rows],
@@ -217,12 +218,9 @@ class Leakage:
             for kind in kinds:
                 removed[kind] = int((hit[kind] & ~drop).sum())
                 drop |= hit[kind]
-            other_paths = self._cache(other).table.frame["path"].to_numpy()[rows]
-            pairs = pd.DataFrame({"path": paths[found["i"].to_numpy()], "other": other_paths[found["j"].to_numpy()],
-                                  "distance": found["distance"].to_numpy(), "colour": found["colour"].to_numpy()})
-            if self.face:
-                faces = pd.DataFrame({"path": paths[same["i"].to_numpy()], "other": other_paths[same["j"].to_numpy()],
-                                      "cosine": same["cosine"].to_numpy()})
+            other_paths = self._cache(other).table.frame["path"].iloc[rows]
+            pairs = named_pairs(found, paths, other_paths, ("path", "other"))
+            faces = None if same is None else named_pairs(same, paths, other_paths, ("path", "other"))
             unnamed = " and ".join(s for s, n in ((node.stage, names), (other, theirs)) if n is None)
             checks.append(Check(node.stage, other, label, len(rows), identities, unnamed, pairs, removed,
                                 faces, self.face))

@@ -71,14 +71,14 @@ def _attempt(job, jobs: int, device: str | None = None) -> str | None:
         try:
             job.run(jobs, **retry)
             err = None
-            break
         except torch.cuda.OutOfMemoryError:
             err = traceback.format_exc(limit=3)
             retry = {"accumulate": 2}
         except Exception:
             err = traceback.format_exc(limit=3)
         release_memory()        # outside the handler: the failed attempt's frames and tensors are gone
-    release_memory()
+        if err is None:
+            break
     return err
 
 
