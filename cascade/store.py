@@ -125,6 +125,16 @@ def safe_torch_load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def sweep_temporaries(folder: Path) -> int:
+    """Remove the temporary files that `atomic_write_bytes` (`.<name>.<random>.tmp`) and the
+    figure writer (`.<stem>.<random>.tmp.<ext>`) leave when killed mid-write, anywhere under
+    `folder`; how many there were."""
+    stale = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file()] if Path(folder).is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 class StageDir:
     """One stage's folder.  Complete iff its marker exists and every listed file matches."""
 
@@ -178,13 +188,10 @@ class StageDir:
         return not self.repair(what)
 
     def sweep(self) -> int:
-        """Remove the temporary files of writers killed mid-write (`.<name>.<random>.tmp`, here
-        and in `folds/`).  Call only under `lock()`: no other writer is active then."""
-        stale = [p for folder in (self.path, self.path / "folds") if folder.is_dir()
-                 for p in folder.glob(".*.tmp")]
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return len(stale)
+        """Remove the temporary files of writers killed mid-write, in every subfolder (a fold's
+        validation predictions live two levels down).  Call only under `lock()`: no other
+        writer is active then."""
+        return sweep_temporaries(self.path)
 
     def mark_complete(self, files: list[str], info: dict | None = None) -> None:
         meta = {n: {"size": (self.path / n).stat().st_size, "sha256": file_sha256(self.path / n)}

@@ -44,3 +44,20 @@ def test_stage_is_complete_only_with_a_valid_marker(tmp_path):
     assert d.is_complete() and d.verify() == ["weights.bin"]
     (d.path / MARKER).write_text("{not json")          # a torn marker is not complete
     assert not d.is_complete()
+
+
+def test_sweep_removes_killed_writers_temporaries_in_every_subfolder(tmp_path):
+    """A fold worker killed while writing its validation predictions leaves its temp file two
+    levels down (folds/validation/); the rerun's sweep must find it there too (the crash test
+    caught one left behind when only the folder and folds/ were swept)."""
+    d = StageDir(tmp_path, "k")
+    for rel in ("x.json", "folds/001.csv", "folds/validation/026.csv", "figures/a.png"):
+        (d.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d.path / rel).write_text("kept")
+    stale = [".x.json.ab12.tmp", "folds/.001.csv.cd34.tmp", "folds/validation/.026.csv.nii5gpvi.tmp",
+             "figures/.a.ef56.tmp.png"]
+    for rel in stale:
+        (d.path / rel).write_text("half")
+    assert d.sweep() == len(stale)
+    left = sorted(str(p.relative_to(d.path)) for p in d.path.rglob("*") if p.is_file())
+    assert left == ["figures/a.png", "folds/001.csv", "folds/validation/026.csv", "x.json"]

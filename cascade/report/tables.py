@@ -18,7 +18,7 @@ from cascade import runtime
 from cascade.report import compare, figures, latex, literature
 from cascade.stages.leakage import leakage
 from cascade.stages.plan import Plan
-from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash
+from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash, sweep_temporaries
 
 
 def _fmt(x: float, nd: int = 2) -> str:
@@ -281,15 +281,8 @@ def write_run(plans: Plan | list[Plan], out_dir: Path, settings: list[str] | Non
     # One writer per results folder at a time (two runs of one cascade end here together); under
     # the lock, temporary files of a writer killed mid-write are garbage and are removed.
     with StageDir(Path(out_dir), run_id).lock():
-        _sweep(Path(out_dir) / run_id)
+        sweep_temporaries(Path(out_dir) / run_id)
         return _write_run(plans, preds, table, long, header, run_id, Path(out_dir) / run_id, settings)
-
-
-def _sweep(folder: Path) -> None:
-    for sub in (folder, folder / "figures"):
-        if sub.is_dir():
-            for p in sub.glob(".*.tmp*"):
-                p.unlink(missing_ok=True)
 
 
 def _comparisons(plans: list[Plan], preds: list[dict], folder: Path) -> tuple[str, list[Path]]:
