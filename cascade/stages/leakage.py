@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cascade import config as C
-from cascade.data.datasets import DATASETS, crop_settings
+from cascade.data.datasets import DATASETS
 from cascade.data.overlap import (
     HASH_VERSION,
     FaceModel,
@@ -95,21 +95,19 @@ def _val_fraction(cfg: dict, stages: list[str], j: int) -> float:
     return C.stage_params(cfg, stages[j], C.stage_mode(cfg, False, j == 0, stages[j]))["val_fraction"]
 
 
-def exclusion_keys(cfg: dict, table, manifest) -> dict[str, dict]:
+def exclusion_keys(cfg: dict, manifest, crop) -> dict[str, dict]:
     """Per intermediate stage, what decides the rows `data.exclude_overlap` removes from it (part
     of its key; empty under `none`, so those keys stay what they were): the rule, the matching
     thresholds, and the data and crop of everything it is compared with, later stages' own
     removals included.  It hashes inputs, not findings, so a plan (and a dry run) knows the keys
-    before any image is fingerprinted.  `table(stage)` / `manifest(stage)`: the plan's."""
+    before any image is fingerprinted.  `manifest(stage)` / `crop(stage)`: the plan's."""
     rule = cfg["data"]["exclude_overlap"]
     if rule == "none":
         return {}
     stages = list(cfg["stage"])
-    for stage in [*stages, cfg["target"]]:      # opened in the plan's order (its header lists them so)
-        manifest(stage)
 
     def seen(stage: str) -> dict:
-        return {"stage": stage, "manifest": manifest(stage), "crop": crop_settings(cfg, table(stage))}
+        return {"stage": stage, "manifest": manifest(stage), "crop": crop(stage)}
 
     face = face_model(cfg)
     out: dict[str, dict] = {}

@@ -173,6 +173,7 @@ def build(cfg: dict, generate: bool = True) -> Plan:
     root = Node("root", (), None, {}, None, stable_hash(root_info), root_info)
     tables: dict[str, DatasetTable] = {}
     manifests: dict[str, str] = {}
+    crops: dict[str, dict] = {}
 
     def table(name: str) -> DatasetTable:
         if name not in tables:
@@ -184,7 +185,12 @@ def build(cfg: dict, generate: bool = True) -> Plan:
             manifests[name] = stable_hash(table(name).manifest_records())
         return manifests[name]
 
-    exclusions = exclusion_keys(cfg, table, manifest)
+    def crop(name: str) -> dict:
+        if name not in crops:
+            crops[name] = crop_settings(cfg, table(name))
+        return crops[name]
+
+    exclusions = exclusion_keys(cfg, manifest, crop)
 
     def child(kind: str, parent: Node, stage: str) -> Node:
         mode = C.stage_mode(cfg, kind == "target", parent.kind == "root", stage)
@@ -198,7 +204,7 @@ def build(cfg: dict, generate: bool = True) -> Plan:
             params["balance"] = balance
         info = {"kind": kind, "stage": stage, "params": params, "parent": parent.key,
                 "manifest": manifest(stage),
-                "crop": crop_settings(cfg, table(stage)), **_shared_settings(cfg)}
+                "crop": crop(stage), **_shared_settings(cfg)}
         if cleaning := cleaning_settings(cfg, C.stage_params(cfg, stage, "full")["dataset"]):
             info["cleaning"] = cleaning            # only the rules of the dataset this stage reads
         if kind == "train" and stage in exclusions:
