@@ -231,12 +231,9 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
     # every intermediate stage against the splits it must not have seen; first, because what
     # data.exclude_overlap removes is a step of the cleaning reports printed next
     overlap = leakage(plan).lines()
-    first = {}                          # each dataset's first node, in the plan's order: what the keys hashed
-    for node in plan.nodes:
-        if node.kind != "root":
-            first.setdefault(node.stage, node)
-    for name, node in first.items():
-        header.append(cleaning_line(name, plan.tables[name], node.info["manifest"], node.info.get("cleaning")))
+    for name, t in plan.tables.items():
+        node = next(n for n in plan.nodes if n.stage == name)        # what the keys hashed
+        header.append(cleaning_line(name, t, node.info["manifest"], node.info.get("cleaning")))
     header += overlap
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
     run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \

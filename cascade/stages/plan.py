@@ -65,7 +65,7 @@ class Plan:
     home: Path
     nodes: list[Node]                  # in execution order, each once
     targets: list[Node]                # one per table row
-    tables: dict[str, DatasetTable]
+    tables: dict[str, DatasetTable]    # each stage's dataset, in the plan's order (stages, then the target)
     weights_path: Path | None
     preprocessing: dict | None = None  # recorded by `cascade weights import` beside the weights
     caches: dict = dataclasses.field(default_factory=dict)    # stage -> its ImageCache, opened once
@@ -230,7 +230,10 @@ def build(cfg: dict, generate: bool = True) -> Plan:
         t = child("target", chain_nodes[chain], cfg["target"])
         nodes.append(t)
         targets.append(t)
-    return Plan(cfg, home, nodes, targets, tables, wpath, pre)
+    # in the plan's order (stages, then the target), whatever order the keys opened them in:
+    # the header and the figures list datasets so
+    ordered = {n.stage: tables[n.stage] for n in nodes if n.kind != "root"}
+    return Plan(cfg, home, nodes, targets, ordered, wpath, pre)
 
 
 def status(plan: Plan, node: Node) -> str:
