@@ -103,6 +103,9 @@ def test_exclude_overlap_changes_the_keys_it_must_and_no_other(home):
                                                                 "data.overlap.hamming=4").nodes]
     with pytest.raises(C.ConfigError, match="data.exclude_overlap='all' is not valid"):
         C.load(FAST + ["data.exclude_overlap=all"])
+    # the exclusion part opens the target first; the plan (its header and figures) still lists
+    # the datasets in its own order
+    assert list(both.tables) == list(base.tables) == ["imdb", "agedb", "fgnet"]
 
 
 def test_excluded_rows_leave_the_stage_and_are_counted(home):
