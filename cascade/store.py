@@ -129,7 +129,7 @@ def sweep_temporaries(folder: Path) -> int:
     """Remove the temporary files that `atomic_write_bytes` (`.<name>.<random>.tmp`) and the
     figure writer (`.<stem>.<random>.tmp.<ext>`) leave when killed mid-write, anywhere under
     `folder`; how many there were."""
-    stale = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file()] if Path(folder).is_dir() else []
+    stale = [p for p in Path(folder).rglob(".*.tmp*") if p.is_file()]      # none under a missing folder
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)

@@ -232,8 +232,8 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
     # data.exclude_overlap removes is a step of the cleaning reports printed next
     overlap = leakage(plan).lines()
     for name, t in plan.tables.items():
-        node = next(n for n in plan.nodes if n.stage == name)        # what the keys hashed
-        header.append(cleaning_line(name, t, node.info["manifest"], node.info.get("cleaning")))
+        info = plan.keyed(name).info
+        header.append(cleaning_line(name, t, info["manifest"], info.get("cleaning")))
     header += overlap
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
     run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \

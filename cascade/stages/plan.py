@@ -71,15 +71,19 @@ class Plan:
     caches: dict = dataclasses.field(default_factory=dict)    # stage -> its ImageCache, opened once
     leakage: object = None             # the run's overlap audit (stages/leakage.py), made on first use
 
+    def keyed(self, stage: str) -> Node:
+        """The first node that reads `stage`'s dataset: its info holds what the keys hashed of
+        that dataset (manifest, crop, cleaning rules)."""
+        return next(n for n in self.nodes if n.stage == stage)
+
     def cache(self, stage: str, progress: bool = True):
         """The image cache of a stage's dataset, built once (prepare() drops the quarantined rows
-        from the table, so it must run once per table)."""
+        from the table, so it must run once per table) with the crop the keys hashed."""
         if stage not in self.caches:
             from cascade.data.cache import prepare
 
-            table = self.tables[stage]
-            self.caches[stage] = prepare(table, C.backbone_settings(self.cfg)["input_size"],
-                                         crop_settings(self.cfg, table), self.home, progress=progress)
+            self.caches[stage] = prepare(self.tables[stage], C.backbone_settings(self.cfg)["input_size"],
+                                         self.keyed(stage).info["crop"], self.home, progress=progress)
         return self.caches[stage]
 
 
