@@ -3,6 +3,7 @@ sign-flip permutation test, :mod:`cascade.report.compare` and the critical-diffe
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -297,3 +298,27 @@ def test_rank_test_and_critical_difference_figure(tmp_path):
     assert files[0].read_bytes()[:8] == PNG_SIGNATURE
     assert "synthetic data" in files.title
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_critical_difference_figure_is_the_same_bytes_under_any_hash_seed(tmp_path):
+    """scikit-posthocs draws each crossbar through a *set* of labels, so its points came in an
+    order that changes with PYTHONHASHSEED: the same result gave other PDF bytes per process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, pandas as pd\n"
+        "from cascade.report import figures as F\n"
+        "names = ['resnet50', 'senet50', 'vgg16', 'mobilenet', 'demo']\n"
+        "ranks = pd.Series([1.9, 2.4, 2.9, 3.3, 4.5], index=names)\n"
+        "p = pd.DataFrame(0.9, index=names, columns=names)\n"
+        "p.loc['demo', ['resnet50', 'senet50']] = p.loc[['resnet50', 'senet50'], 'demo'] = 0.001\n"
+        "F.critical_difference({'mean_ranks': ranks, 'pairwise_pvalues': p, 'cd': 1.2, 'statistic': 9.1,\n"
+        "                       'pvalue': 0.03, 'n': 30}, sys.argv[1])\n")
+    pdfs = []
+    for seed in range(4):
+        stem = tmp_path / f"cd{seed}"
+        subprocess.run([sys.executable, "-c", script, str(stem)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)})
+        pdfs.append(stem.with_suffix(".pdf").read_bytes())
+    assert all(pdf == pdfs[0] for pdf in pdfs)
