@@ -21,6 +21,9 @@ $C run stage=imdb,agedb target=fgnet --quiet
 echo "README line 1 (cascade run stage=imdb,agedb target=fgnet, fresh store, demo suite generated): $((SECONDS - start)) s on $(nproc) cores" \
     | tee results/benchmarks/demo_time.txt
 $C run stage=imdb,agedb target=fgnet seeds=0,1,2 --quiet
+# README line 1 rebuilt from scratch in a temporary store and compared with its folder
+# (docs/reliability.md "Same numbers on another machine").
+$C verify results/fgnet-demo-fb06e05d --quiet | tee results/benchmarks/verify_readme.txt
 # How much the numbers move with the threads per fold (--jobs 1 vs --jobs 2).
 .venv/bin/python benchmarks/jobs_effect.py --home "$CASCADE_HOME" stage=imdb,agedb target=fgnet \
     | tee results/benchmarks/jobs_effect.txt

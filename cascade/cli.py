@@ -8,6 +8,7 @@
     cascade data overlap A B [key=value ...] [--threshold BITS] [--out FILE.csv]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
+    cascade verify RUN [--home DIR] [--keep]   (rebuild a run's numbers from scratch and compare)
     cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
     cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR] [ensemble.hidden=32 ...]
     cascade compare RUN RUN [RUN ...] [--out DIR]   (runs side by side, paired tests, Friedman + CD)
@@ -127,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="tables and figures of finished runs -> results/<run-id>/")
     rep.add_argument("runs", nargs="+")
+    ver = sub.add_parser("verify", help="rebuild a `cascade run` results folder from scratch and compare its numbers")
+    ver.add_argument("run", type=Path)
+    ver.add_argument("--home", type=Path, help="store to rebuild in, kept (default: a temporary one, removed)")
+    ver.add_argument("--keep", action="store_true", help="keep the temporary store and its rebuilt folder")
+    ver.add_argument("--tolerance", type=float, default=1.0,
+                     help="on another environment, how far a configuration's first metric may move where the "
+                          "table has no 95%% CI for it (its unit; default 1.0)")
+    ver.add_argument("--quiet", action="store_true")
     pl = sub.add_parser("plan", help="estimated cost of a run: FLOPs, GPU-hours per GPU class, CPU hours vs --jobs")
     pl.add_argument("settings", nargs="*", metavar="key=value")
     pl.add_argument("--gpu", default="", help="GPU classes to price (default: every class of plan.gpus)")
@@ -516,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "report":
             return cmd_report(args.runs)
+        if args.command == "verify":
+            from cascade.verify import verify
+            verdict = verify(args.run, args.home, args.keep, args.tolerance, progress=not args.quiet)
+            print(verdict.text())
+            return 0 if verdict.ok else 1
         if args.command == "plan":
             return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure, args.devices)
         if args.command == "ensemble":

@@ -23,6 +23,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "train.mode": str, "train.augment": bool, "train.select": str, "train.fraction": float,
     "train.optimizer": str, "train.weight_decay": float, "train.lr_min": float, "train.early_stop": int,
     "train.freeze_epochs": int, "train.trainable_layers": int, "train.unfreeze": str,
+    "train.body_lr": float, "train.cut_cache": bool, "train.tta": str,
 }
 
 #: Item types of list leaves whose default is empty.
@@ -46,7 +47,14 @@ LOSSES = ("ce", "dldl", "mean_variance")
 LOSS_OPTIONS = {"ce": (), "dldl": ("sigma",), "mean_variance": ("lambda_mean", "lambda_var")}
 
 #: Optimiser and layer-freezing settings (cascade.train.schedule), added to a stage only when set.
-SCHEDULE = ("optimizer", "weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers", "unfreeze")
+SCHEDULE = ("optimizer", "weight_decay", "lr_min", "early_stop", "freeze_epochs", "trainable_layers", "unfreeze",
+            "body_lr", "cut_cache", "tta")
+
+#: Settings about training the body, meaningless (and not keyed) in a head-only stage.
+BODY_ONLY = ("body_lr", "cut_cache")
+
+#: Test-time augmentations (`train.tta`): the mean of the probabilities over the crop's views.
+TTA = ("flip",)
 
 #: Which epoch's weights a stage keeps (see stages.yaml `select`).
 SELECT = ("last", "best_loss", "best_mae")
@@ -237,6 +245,15 @@ def validate(cfg: dict) -> None:
         parse_unfreeze(cfg["train"]["unfreeze"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    t = cfg["train"]
+    if t["body_lr"] is not None and not t["body_lr"] > 0:
+        raise ConfigError(f"train.body_lr={t['body_lr']}: expected a factor > 0 of the head's learning rate")
+    if t["tta"] is not None and t["tta"] not in TTA:
+        raise ConfigError(f"train.tta={t['tta']!r}; valid: {', '.join(TTA)} (or null: none)")
+    if t["cut_cache"] and (not t["trainable_layers"] or t["freeze_epochs"] or t["unfreeze"]):
+        raise ConfigError("train.cut_cache=true needs train.trainable_layers=K (the top K layers of the body "
+                          "train) and neither train.freeze_epochs nor train.unfreeze (the trainable set must "
+                          "stay the same in every epoch)")
     if cfg["balance"]["minority_augment"] < 0:
         raise ConfigError(f"balance.minority_augment={cfg['balance']['minority_augment']}: expected a factor >= 0")
     if cfg["balance"]["cap"] < 0:
@@ -414,7 +431,7 @@ def stage_params(cfg: dict, stage: str, mode: str) -> dict:
     if cfg["train"]["fraction"] is not None:           # keyed only when set
         params["train_fraction"] = cfg["train"]["fraction"]
     for k in SCHEDULE:                                 # the related studies' schedules: keyed only when set
-        if cfg["train"][k] is not None:
+        if cfg["train"][k] is not None and not (mode == "head" and k in BODY_ONLY):
             params[k] = cfg["train"][k]
     return params
 

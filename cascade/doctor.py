@@ -25,16 +25,17 @@ from cascade.data.datasets import DemoSuiteMissing, configured_root, crop_settin
 from cascade.models import weights as W
 from cascade.stages import plan as P
 
-LIBRARIES = ("torch", "torchvision", "timm", "facenet-pytorch", "scikit-learn")
 MTCNN_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
 FACENET = "pip install --force-reinstall facenet-pytorch==2.5.3"
 
 
 def libraries() -> str:
-    """The installed version of each library a run uses ("not installed" when absent)."""
-    from cascade.runtime import package_version
+    """The installed version of each library whose version can move a run's numbers (the
+    fingerprint's list; "not installed" when absent), Pillow's libjpeg and numpy's BLAS."""
+    from cascade.runtime import LIBRARIES, blas_library, libjpeg_version, package_version
 
-    return ", ".join(f"{name} {package_version(name)}" for name in LIBRARIES)
+    return ", ".join([f"{name} {package_version(name)}" for name in LIBRARIES] +
+                     [f"libjpeg {libjpeg_version()}", f"BLAS {blas_library()}"])
 
 
 def devices(cfg: dict) -> str:

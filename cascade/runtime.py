@@ -53,10 +53,14 @@ def deterministic(on: bool) -> None:
 
 
 def package_version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    """An installed distribution's version; ``opencv`` is whichever OpenCV wheel provides cv2."""
+    for name in (("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
+                  "opencv-contrib-python") if package == "opencv" else (package,)):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,34 +83,117 @@ def _git() -> dict:
     return {"commit": commit, "dirty": bool(status)}
 
 
-def _cpu_model() -> str:
+#: CPU features that choose a math library's kernels (MKL and oneDNN pick code paths by them).
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+              "amx_bf16", "asimd", "sve")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_kind() -> str:
+    """Vendor, family / model and the kernel-choosing instruction sets of this CPU.
+
+    Why beside the model name: a virtual machine's model name ("Intel(R) Xeon(R) Processor",
+    "AMD EPYC") names neither the generation nor the features, and MKL and oneDNN take other
+    code paths per vendor and feature set, so a stage trained on another CPU ends with other
+    weights (measured: the README's demo, made on an Intel Xeon, rebuilt on an AMD EPYC moved
+    its MAEs by up to 0.31 years, inside their 95% CIs)."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", info.get("Features", "")).split())
+    isa = ",".join(f for f in _ISA_FLAGS if f in flags) or "unknown"
+    vendor = info.get("vendor_id") or info.get("CPU implementer") or platform.machine()
+    family = "/".join(info[k] for k in ("cpu family", "model", "CPU part") if k in info)
+    return f"{vendor} {family} [{isa}]".replace("  ", " ")
+
+
+#: The libraries whose versions can move a run's bytes or numbers: the image decoders and
+#: encoders (Pillow and its libjpeg, OpenCV: the demo suite's JPEGs and every crop), the face
+#: detector, the model zoo, the array and statistics stack.
+LIBRARIES = ("torch", "torchvision", "timm", "facenet-pytorch", "numpy", "scipy", "scikit-learn", "pandas",
+             "pillow", "opencv", "imagehash")
+
+#: Fingerprint fields that can move numbers; the rest (commit, cores) say where a run was made.
+#: A commit that moves numbers changes the stage keys instead.
+NUMERIC_FIELDS = ("python", *LIBRARIES, "libjpeg", "blas", "cpu", "cpu_kind", "cpu_capability", "device", "gpu", "cuda", "cudnn",
+                  "threads_per_stage", "threads_per_fold", "deterministic")
+
+
+def blas_library() -> str | None:
+    """numpy's BLAS, its version and the kernel it picked for this CPU (OpenBLAS chooses per CPU
+    at load time: a float32 matrix product fuses multiply-adds with the AVX-512 kernel and not
+    with the Haswell one, so their last bits differ)."""
+    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl inspects)
+    from threadpoolctl import threadpool_info
+
+    # numpy's own copy: scipy ships another OpenBLAS, listed too once scipy is imported
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas" and "numpy" in Path(lib.get("filepath", "")).parent.name:
+            return " ".join(str(lib[k]) for k in ("internal_api", "version", "architecture") if lib.get(k))
+    return None
+
+
+def libjpeg_version() -> str | None:
+    from PIL import features
+
+    return features.version("jpg")
 
 
 def fingerprint(cfg: dict) -> dict:
     """What a run's numbers may depend on beyond its settings: the harness version and commit
-    (dirty or not), the libraries, the CPU and the instruction set PyTorch dispatches to, the
-    GPU, threads per fold and per intermediate stage, and deterministic mode."""
+    (dirty or not), the libraries (:data:`LIBRARIES`, Pillow's libjpeg, numpy's BLAS and its
+    CPU kernel), the CPU and the instruction set PyTorch dispatches to, the GPU with CUDA and
+    cuDNN, threads per fold and per intermediate stage, and deterministic mode."""
     dev = device(cfg)
+    gpu = dev.startswith("cuda") and torch.cuda.is_available()
     return {
         "harness": package_version("cascade-age"), **_git(),
         "python": platform.python_version(),
-        **{name: package_version(name) for name in ("torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn",
-                                             "pandas")},
-        "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **{name: package_version(name) for name in LIBRARIES},
+        "libjpeg": libjpeg_version(), "blas": blas_library(),
+        "cpu": _cpu_model(), "cpu_kind": cpu_kind(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "device": dev,
-        "gpu": torch.cuda.get_device_name(dev) if dev.startswith("cuda") and torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(dev) if gpu else None,
+        "cuda": torch.version.cuda if gpu else None,
+        "cudnn": torch.backends.cudnn.version() if gpu else None,
         "threads_per_stage": threads_per_job(cfg, 1),
         "threads_per_fold": placement(cfg, 1 << 30).threads,
         "deterministic": bool(cfg["train"]["deterministic"]),
     }
+
+
+def numeric_environment(cfg: dict) -> dict:
+    """The number-moving part of :func:`fingerprint` (:data:`NUMERIC_FIELDS`), which every
+    finished stage records beside its outputs."""
+    fp = fingerprint(cfg)
+    return {k: fp[k] for k in NUMERIC_FIELDS}
+
+
+def numeric_differences(recorded: dict, now: dict, unrecorded: bool = False) -> list[str]:
+    """The number-moving fields (:data:`NUMERIC_FIELDS`) in which two fingerprints differ, as
+    ``name recorded → now``.  A field the record lacks (an older record) is not compared, or,
+    with `unrecorded`, is itself a difference: nothing says the numbers were made alike."""
+    out = [f"{k} {recorded[k]} → {now[k]}" for k in NUMERIC_FIELDS
+           if k in recorded and k in now and recorded[k] != now[k]]
+    missing = [k for k in NUMERIC_FIELDS if k not in recorded]
+    return out + ([f"not recorded then: {', '.join(missing)}"] if unrecorded and missing else [])
 
 
 def fingerprint_line(fp: dict) -> str:
@@ -115,5 +202,6 @@ def fingerprint_line(fp: dict) -> str:
     commit = "unknown commit" if not fp["commit"] else fp["commit"][:12] + (" (dirty tree)" if fp["dirty"] else "")
     gpu = f"; GPU {fp['gpu']}" if fp["gpu"] else ""
     return (f"Environment: cascade {fp['harness']} at {commit}; torch {fp['torch']}, numpy {fp['numpy']}, "
-            f"scikit-learn {fp['scikit-learn']}; CPU {fp['cpu']} ({fp['cpu_capability']}, {fp['cores']} cores){gpu}; "
+            f"scikit-learn {fp['scikit-learn']}; CPU {fp['cpu']} ({fp['cpu_kind']}; {fp['cpu_capability']}, "
+            f"{fp['cores']} cores){gpu}; "
             f"deterministic mode {'on' if fp['deterministic'] else 'off'}")

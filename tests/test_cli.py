@@ -8,7 +8,8 @@ from cascade.cli import main
 
 from conftest import FAST, REFERENCE, snapshot
 
-COMMANDS = ["run", "protocol", "data", "weights", "features", "predict", "export", "regress", "report", "tune", "ensemble", "compare", "plan",
+COMMANDS = ["run", "protocol", "data", "weights", "features", "predict", "export", "regress", "report", "verify", "tune", "ensemble", "compare",
+            "plan",
             "explain", "analyse", "doctor"]
 
 

@@ -33,7 +33,7 @@ def test_freeze_epochs_trains_the_head_first_then_all(tmp_path):
 def test_only_the_top_layers_train(tmp_path):
     split, values = _data(), np.arange(4.0)
     model = _model()
-    layers = S._layers(model.body)
+    layers = S.layers(model.body)
     before = [[p.detach().clone() for p in m.parameters(recurse=False)] for m in layers]
     stats = model.body[0][1].running_mean.clone()
     fit(model, split, {**PARAMS, "epochs": 1, "trainable_layers": 2}, AUG, values, tmp_path / "b.pt", seed=0,

@@ -104,16 +104,28 @@ class MobileFaceNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.sequence():
+            x = step(x)
+        return x
+
+    def sequence(self) -> list[nn.Module]:
+        """The body as steps applied in order (its forward), so that a partial fine-tuning can
+        compute the frozen steps once (cascade.train.cut)."""
+        return [_CentreCrop(), self.conv1, self.dw_conv1, *self.blocks, self.conv2, self.linear7, self.linear1]
+
+
+class _CentreCrop(nn.Module):
+    """A 112-px-high face wider than 96 px cut to its middle 96 columns; other sizes refused."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if (h, w) != INPUT_HW:
-            if h != INPUT_HW[0] or w < INPUT_HW[1]:
-                raise ValueError(f"MobileFaceNet takes 112x96 (HxW) faces, or 112-px-high wider "
-                                 f"ones that it centre-crops; got {h}x{w} (set input_size: 112)")
-            left = (w - INPUT_HW[1]) // 2
-            x = x[..., left:left + INPUT_HW[1]]
-        x = self.dw_conv1(self.conv1(x))
-        x = self.conv2(self.blocks(x))
-        return self.linear1(self.linear7(x))
+        if (h, w) == INPUT_HW:
+            return x
+        if h != INPUT_HW[0] or w < INPUT_HW[1]:
+            raise ValueError(f"MobileFaceNet takes 112x96 (HxW) faces, or 112-px-high wider "
+                             f"ones that it centre-crops; got {h}x{w} (set input_size: 112)")
+        left = (w - INPUT_HW[1]) // 2
+        return x[..., left:left + INPUT_HW[1]]
 
 
 def mobilefacenet() -> Backbone:

@@ -181,6 +181,22 @@ def _stage_threads(plan: Plan) -> str:
     return f"stages {said(seen['train'])}; folds {said(seen['target'])}" if seen["train"] else f"folds {said(seen['target'])}"
 
 
+def _recipe_lines(plan: Plan) -> list[str]:
+    """What changes how the numbers were made beyond the thesis's recipe and is easy to miss:
+    a cut cache's flip-only augmentation, test-time augmentation."""
+    lines = []
+    cut = [n.label for n in plan.nodes if n.params.get("cut_cache")]
+    if cut:
+        lines.append(f"Partial fine-tuning (train.trainable_layers={plan.cfg['train']['trainable_layers']}) with the "
+                     f"layers below them computed once per image (train.cut_cache): augmentation is the horizontal "
+                     f"flip only, in {', '.join(cut)}")
+    tta = [n.label for n in plan.targets if n.params.get("tta")]
+    if tta:
+        lines.append(f"Test-time augmentation: predictions average the crop and its mirror image "
+                     f"(train.tta=flip), in {', '.join(tta)}")
+    return lines
+
+
 def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
     """The run table over one plan per seed (same configurations, own keys): rows, every seed's
     rows (long), the header and the run id."""
@@ -227,7 +243,7 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
          f"seeds.csv") if len(seeds) > 1 else
         f"Seed: {seeds[0]} (one seed; `seeds=0,1,2` runs several and reports mean ± sd)",
         f"Torch threads when trained: {_stage_threads(plan)}",
-    ]
+    ] + _recipe_lines(plan)
     # every intermediate stage against the splits it must not have seen; first, because what
     # data.exclude_overlap removes is a step of the cleaning reports printed next
     overlap = leakage(plan).lines()
@@ -312,7 +328,7 @@ def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: 
                run_id: str, folder: Path, settings: list[str] | None) -> tuple[str, Path]:
     plan = plans[0]
     fp = runtime.fingerprint(plan.cfg)
-    header = header + [runtime.fingerprint_line(fp)]
+    header = header + [runtime.fingerprint_line(fp)] + environment_notes(plans, folder, fp)
     table.insert(len(table.columns) - 1, "status", "measured")
     if plan.cfg["target"] in ("fgnet", "adience"):
         lit = literature.rows(plan.cfg["target"])
@@ -337,6 +353,31 @@ def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: 
                                             "figures": [str(p.relative_to(folder)) for p in written],
                                             "config": {k: v for k, v in plan.cfg.items()}})
     return md, folder
+
+
+def environment_notes(plans: list[Plan], folder: Path, fp: dict) -> list[str]:
+    """Header lines for numbers made under another environment than this one (see
+    cascade/runtime.py): stages that recorded a different one, and a results folder whose
+    run.json recorded a different one before this write (another machine's README run, say).
+    Only number-moving fields count (runtime.NUMERIC_FIELDS); fields a record lacks are not
+    compared."""
+    notes = []
+    for plan in plans:
+        for node in plan.nodes:
+            metrics = plan.home / "stages" / node.key / "metrics.json"
+            recorded = json.loads(metrics.read_text()).get("environment") if metrics.exists() else None
+            differs = runtime.numeric_differences(recorded or {}, fp)
+            if differs:
+                notes.append(f"Stage {node.label} was made under another environment than this table: "
+                             f"{'; '.join(differs)}")
+    previous = folder / "run.json"
+    if previous.exists():
+        differs = runtime.numeric_differences(json.loads(previous.read_text()).get("environment") or {}, fp)
+        if differs:
+            notes.append(f"This folder held numbers made under another environment before this write "
+                         f"({'; '.join(differs)}): they may differ from these (`cascade verify FOLDER` "
+                         f"rebuilds a folder and compares)")
+    return notes
 
 
 def _overlap(plan: Plan, folder: Path) -> list[Path]:

@@ -21,14 +21,15 @@ from cascade.models.backbones import Preprocessing
 from cascade.models import weights as W
 from cascade.protocols import folds as protocol_folds
 from cascade.protocols import validation_split
-from cascade.runtime import configure, device
+from cascade.runtime import configure, device, numeric_environment
 from cascade.stages import log_to, read_folds
 from cascade.stages.leakage import leakage
 from cascade.stages.placement import placement
 from cascade.stages.plan import Node, Plan
 from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
-from cascade.train.trainer import Split, embed, fit, predict_proba
+from cascade.train.cut import prefix_activations
+from cascade.train.trainer import Split, cut_of, embed, fit, normalised_batches, predict_proba
 
 
 @dataclasses.dataclass
@@ -123,7 +124,8 @@ class Runner:
                          log, self.progress, desc=node.label)
             _save_model(d, model, labels)
             atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
-                                                       "report": portable(table.report.to_dict(), self.plan.home)})
+                                                       "report": portable(table.report.to_dict(), self.plan.home),
+                                                       "environment": numeric_environment(self.cfg)})
             d.mark_complete(["weights.safetensors", "labels.json", "metrics.json", "config.json"])
             d.file("ckpt.pt").unlink(missing_ok=True)
 
@@ -157,7 +159,8 @@ class Runner:
             atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
             atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
             atomic_write_json(d.file("metrics.json"), {"report": portable(table.report.to_dict(), self.plan.home),
-                                                       "n_folds": int(preds["fold"].nunique())})
+                                                       "n_folds": int(preds["fold"].nunique()),
+                                                       "environment": numeric_environment(self.cfg)})
             files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
             val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
             if all(f.exists() for f in val_files):   # folds finished by an older version have none
@@ -171,18 +174,24 @@ class Runner:
                 Path(features).unlink()
 
     def shared_features(self, node: Node, d: StageDir, cache, labels: LabelSpace) -> str | None:
-        """Mode a without augmentation: the frozen body's features of every image, computed once
-        and memory-mapped by every fold (`train.feature_cache`), instead of once per fold."""
+        """What every fold would compute alike, computed once and memory-mapped by every fold:
+        mode a without augmentation, the frozen body's features of every image
+        (`train.feature_cache`); a partial fine-tuning with `train.cut_cache`, the activations
+        below the cut of every image and of its mirror image (cascade/train/cut.py)."""
         p = node.params
-        if not (p["mode"] == "head" and not p["augment"] and self.cfg["train"]["feature_cache"]):
+        # (test-time flips need the images: mode a with `train.tta` reads them, fold by fold)
+        head = p["mode"] == "head" and not p["augment"] and self.cfg["train"]["feature_cache"] and not p.get("tta")
+        if not (head or p.get("cut_cache")):
             return None
         path = d.file("features.npy")
         if not path.exists():
             model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
             configure(self.cfg, 1)
-            feats = embed(model, cache.images, np.arange(len(cache.images)), device(self.cfg))
+            rows, dev = np.arange(len(cache.images)), device(self.cfg)
+            feats = embed(model, cache.images, rows, dev).cpu().numpy() if head else \
+                prefix_activations(model, normalised_batches(model, cache.images, rows, dev, 256), cut_of(model, p))
             buf = io.BytesIO()
-            np.save(buf, feats.cpu().numpy())
+            np.save(buf, feats)
             atomic_write_bytes(path, buf.getvalue())
         return str(path)
 
@@ -269,11 +278,12 @@ def run_fold(job: FoldJob, jobs: int, progress: bool, accumulate: int = 1) -> No
                   log=lambda m: None, progress=False, features=feats, accumulate=accumulate)
     atomic_write_json(out.with_suffix(".history.json"), {**history, "threads": threads})
     # the validation rows' probabilities: what a stacked ensemble's meta-model trains on
-    val_probs = predict_proba(model, images, val, device(job.cfg), features=feats)
+    cut, tta = cut_of(model, job.params), job.params.get("tta")
+    val_probs = predict_proba(model, images, val, device(job.cfg), features=feats, cut=cut, tta=tta)
     atomic_write_text(out.parent / "validation" / out.name, pd.concat(
         [pd.DataFrame({"row": val, "fold": job.name, "true_class": job.targets[val]}),
          pd.DataFrame(val_probs, columns=[f"p{i}" for i in range(val_probs.shape[1])])], axis=1).to_csv(index=False))
-    probs = predict_proba(model, images, job.test, device(job.cfg), features=feats)
+    probs = predict_proba(model, images, job.test, device(job.cfg), features=feats, cut=cut, tta=tta)
     values = job.labels.values
     frame = pd.DataFrame({
         "row": job.test, "subject": job.subjects[job.test], "fold": job.name,

@@ -37,7 +37,8 @@ def parse_unfreeze(spec: str | None) -> tuple[int, int, float, int] | None:
     return n, e, f, p
 
 
-def _layers(body: nn.Module) -> list[nn.Module]:
+def layers(body: nn.Module) -> list[nn.Module]:
+    """The body's layers: the modules that own parameters themselves, in registration order."""
     return [m for m in body.modules() if any(True for _ in m.parameters(recurse=False))]
 
 
@@ -45,13 +46,13 @@ def trainable_body_layers(body: nn.Module, params: dict, epoch: int) -> list[nn.
     """The body's layers that train in `epoch` (0-based)."""
     if params["mode"] == "head" or epoch < (params.get("freeze_epochs") or 0):
         return []
-    layers = _layers(body)
+    every = layers(body)
     top = params.get("trainable_layers")
     cycles = parse_unfreeze(params.get("unfreeze"))
     if cycles:
         n, e = cycles[0], cycles[1]
         top = (top or n) + (epoch // e) * n
-    return layers[-top:] if top else layers
+    return every[-top:] if top else every
 
 
 def cycle_lr(params: dict, epoch: int) -> float | None:
@@ -79,7 +80,7 @@ def cycles_stalled(history: list[dict], metric: str, params: dict) -> bool:
 def set_epoch(model: nn.Module, params: dict, epoch: int) -> None:
     """requires_grad and train/eval modes of the body for `epoch`; call after `model.train()`."""
     active = {id(m) for m in trainable_body_layers(model.body, params, epoch)}
-    for layer in _layers(model.body):
+    for layer in layers(model.body):
         on = id(layer) in active
         for p in layer.parameters(recurse=False):
             p.requires_grad_(on)
@@ -98,4 +99,13 @@ def optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
     group = [p for p in model.parameters() if params["mode"] != "head" or id(p) not in body]
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
     kwargs = {"weight_decay": params["weight_decay"]} if params.get("weight_decay") is not None else {}
-    return cls(group, lr=params["lr"], **kwargs)
+    scale = params.get("body_lr")
+    if scale is None or params["mode"] == "head":
+        return cls(group, lr=params["lr"], **kwargs)
+    # `train.body_lr=F`: the body learns at F x the head's rate (discriminative fine-tuning: a
+    # newly initialised head needs large steps, pretrained features small ones); `lr_scale` keeps
+    # the ratio when a schedule sets the rate anew
+    head = [p for p in group if id(p) not in body]
+    return cls([{"params": head, "lr": params["lr"], "lr_scale": 1.0},
+                {"params": [p for p in group if id(p) in body], "lr": params["lr"] * scale, "lr_scale": scale}],
+               lr=params["lr"], **kwargs)

@@ -20,6 +20,7 @@ from cascade.metrics import expected_value_torch
 from cascade.models.age_model import AgeModel
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train import balance as B
+from cascade.train import cut as K
 from cascade.train import schedule as S
 from cascade.train.augment import random_affine
 from cascade.train.feed import Feed, to_device
@@ -71,7 +72,7 @@ def _check_trainable(model: AgeModel, n_train: int, head_only: bool) -> None:
                          "(stages.<name>.mode=head)")
 
 
-def _inputs(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: int):
+def normalised_batches(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: int):
     """`rows` in batches of `batch`, normalised on the device, fed ahead by feed.Feed."""
     return (model.preprocessing.apply(x) for x in Feed(images, list(_batches(rows, batch)), device))
 
@@ -79,21 +80,44 @@ def _inputs(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch
 @torch.no_grad()
 def embed(model: AgeModel, images: np.ndarray, rows: np.ndarray, device, batch: int = 256) -> torch.Tensor:
     model.eval()
-    return torch.cat([model.embed(x) for x in _inputs(model, images, rows, device, batch)]) \
+    return torch.cat([model.embed(x) for x in normalised_batches(model, images, rows, device, batch)]) \
         if len(rows) else torch.zeros(0)
+
+
+def cut_of(model: AgeModel, params: dict) -> int | None:
+    """Where `train.cut_cache` cuts this model's body (None: the stage does not cache a cut)."""
+    if not params.get("cut_cache"):
+        return None
+    K.check(params)
+    return K.cut_index(model.body, params["trainable_layers"])
 
 
 @torch.no_grad()
 def predict_proba(model: AgeModel, images: np.ndarray, rows: np.ndarray, device,
-                  batch: int = 256, features: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities of `rows`; with `features` (the frozen body's output for every image,
-    mode a) only the head runs."""
+                  batch: int = 256, features: np.ndarray | None = None, cut: int | None = None,
+                  tta: str | None = None) -> np.ndarray:
+    """Class probabilities of `rows`.  With `features` only the head runs (mode a: the frozen
+    body's output for every image), or, with `cut`, the body's steps above the cut on the cached
+    activations below it (cascade/train/cut.py).  `tta="flip"`: the mean of the probabilities of
+    the crop and of its mirror image (test-time augmentation)."""
     model.eval()
-    if features is not None:
+    views = (0, 1) if tta == "flip" else (0,)
+
+    def mean_over_views(logits_of) -> torch.Tensor:
+        return sum(F.softmax(logits_of(v).float(), 1) for v in views).cpu() / len(views)
+
+    if features is not None and cut is not None:
+        out = [mean_over_views(lambda v: K.suffix_logits(model, cut, K.gather(features, b, np.full(len(b), v), device)))
+               for b in _batches(rows, batch)]
+    elif features is not None:
+        if tta:
+            raise ValueError("train.tta=flip needs the images (mode a's shared features hold one view); set "
+                             "train.feature_cache=false")
         out = [F.softmax(model.head(torch.from_numpy(np.asarray(features[b])).to(device)).float(), 1).cpu()
                for b in _batches(rows, batch)]
     else:
-        out = [F.softmax(model(x).float(), 1).cpu() for x in _inputs(model, images, rows, device, batch)]
+        out = [mean_over_views(lambda v: model(x.flip(-1) if v else x))
+               for x in normalised_batches(model, images, rows, device, batch)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.classifier.out_features))
 
 
@@ -178,8 +202,15 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
 
     # Mode a without augmentation: the frozen body's features are the same every epoch, so they
     # are computed once (the fast path); the body stays in eval mode (BN statistics frozen).
+    # `train.cut_cache`: the activations below the cut, computed once (by the caller, shared).
     cached = None
-    if head_only and not params["augment"]:
+    cut = cut_of(model, params)
+    if cut is not None:
+        if features is None:
+            features = K.prefix_activations(model, normalised_batches(model, split.images, np.arange(len(split.images)),
+                                                          device, 256), cut)
+        mirror = params["augment"] and aug["flip"]
+    elif head_only and not params["augment"]:
         if features is not None:
             cached = {k: torch.from_numpy(np.asarray(features[rows])).to(device)
                       for k, rows in (("train", split.train), ("val", split.val))}
@@ -194,7 +225,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     def inputs(which: str, positions: list[np.ndarray]):
         """Each batch's input (None when the head reads cached features): uint8 crops fed ahead
         of the step by a background thread, see feed.py."""
-        if cached is not None:
+        if cached is not None or cut is not None:
             return (None for _ in positions)
         rows = split.train if which == "train" else split.val
         return Feed(split.images, [rows[pos] for pos in positions], device)
@@ -209,10 +240,15 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                               None if strength is None else strength[rows])
         return x.contiguous(memory_format=memory_format)
 
-    def forward(x: torch.Tensor | None, which: str, pos: np.ndarray) -> torch.Tensor:
-        """Logits of a prepared batch, or of the cached features at positions `pos`."""
+    def forward(x: torch.Tensor | None, which: str, pos: np.ndarray, views: np.ndarray | None = None) -> torch.Tensor:
+        """Logits of a prepared batch, or of the cached features at positions `pos` (above a cut:
+        in `views`, each image's cached view; none given, the crops themselves)."""
         if cached is not None:
             return model.head(cached[which][to_device(pos, cached[which].device)])
+        if cut is not None:
+            rows = (split.train if which == "train" else split.val)[pos]
+            return K.suffix_logits(model, cut, K.gather(features, rows, np.zeros(len(rows), np.int64)
+                                                        if views is None else views, device))
         return model(x)
 
     patience_stop = params.get("early_stop")
@@ -230,7 +266,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
         S.set_epoch(model, params, epoch)
         if S.cycle_lr(params, epoch) is not None:       # a gradual-unfreezing cycle begins
             for group in opt.param_groups:
-                group["lr"] = S.cycle_lr(params, epoch)
+                group["lr"] = S.cycle_lr(params, epoch) * group.get("lr_scale", 1.0)
         order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
         # the epoch's loss is summed on the device (float64, in step order: the same number as
         # summing on the host, without a host sync every step)
@@ -241,9 +277,13 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             opt.zero_grad(set_to_none=True)
             with autocast():
                 x = prepare(x, rows, gen)
+            # above a cut, the batch's mirror images drawn whole (as the affine augmentation is)
+            views = (torch.rand(len(pos), generator=gen) < 0.5).numpy().astype(np.int64) \
+                if cut is not None and mirror else None
             for part in _parts(len(pos), accumulate):
                 with autocast():
-                    logits = forward(None if x is None else x[part], "train", pos[part])
+                    logits = forward(None if x is None else x[part], "train", pos[part],
+                                     None if views is None else views[part])
                 t = to_device(split.targets[rows[part]], device)
                 loss = loss_fn(logits.float(), t, values)
                 loss = (loss if weights is None else loss * weights[t]).mean() * (len(t) / len(pos))

@@ -563,6 +563,26 @@ def _background(rng: np.random.Generator, W: int, H: int, st: dict) -> Image.Ima
     return img
 
 
+#: ITU-R BT.601 luma weights, as float32 (the precision the pixels are rendered in).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _luminance(a: np.ndarray) -> np.ndarray:
+    """BT.601 luma of a float32 (H, W, 3) array, the same bits on every CPU.
+
+    ``a @ _LUMA`` is a BLAS gemv whose kernel OpenBLAS picks per CPU: the AVX-512 kernel chains
+    fused multiply-adds, the Haswell one rounds each product, so a machine without AVX-512 wrote
+    other JPEG bytes for every grayscale scan and moved the demo suite's manifests (and every
+    stage key).  Elementwise float64 arithmetic is exactly rounded on any IEEE machine: a float32
+    product is exact in float64, so each step below is one rounded fused multiply-add, the chain
+    ``fma(x2, w2, fma(x1, w1, x0 * w0))`` that the suite was first generated with."""
+    x = a.astype(np.float64)
+    w = _LUMA.astype(np.float64)
+    acc = (x[..., 0] * w[0]).astype(np.float32)
+    acc = (acc + x[..., 1] * w[1]).astype(np.float32)
+    return (acc + x[..., 2] * w[2]).astype(np.float32)
+
+
 def _post(img: Image.Image, rng: np.random.Generator, st: dict, mask: np.ndarray | None, age_tex: float) -> Image.Image:
     """Output-resolution effects: blur, skin texture, lighting, colour cast, noise, scan looks."""
     lo, hi = st["blur"]
@@ -590,7 +610,7 @@ def _post(img: Image.Image, rng: np.random.Generator, st: dict, mask: np.ndarray
     a = (a - mean) * float(1.0 + rng.normal(0, st["contrast"])) + mean
     gray = rng.random() < st["gray"]
     if gray:
-        lum = a @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        lum = _luminance(a)
         if rng.random() < st["sepia"]:
             a = lum[..., None] * np.array([1.07, 0.95, 0.78], dtype=np.float32)
         else:
