@@ -83,3 +83,10 @@ rm results/predict-demo/imdb-agedb.onnx
 # The GPU machine's outputs (results/benchmarks/*_h200.txt) come from benchmarks/gpu_check.sh there.
 { echo "# benchmarks/feed_rate.py --seconds 3 on this project's 2-core CPU machine"
   .venv/bin/python benchmarks/feed_rate.py --seconds 3; } | tee results/benchmarks/feed_rate.txt
+# The real results track (README "On real faces": real FG-NET and MobileFaceNet from
+# ../shared/reference, skipped without it) in the same store, then what each way of training
+# costs per fold on it.
+bash benchmarks/real_fgnet.sh
+if [ -d ../shared/reference/fgnet/images ]; then
+    .venv/bin/python benchmarks/fold_rate.py | tee results/benchmarks/fold_rate.txt
+fi

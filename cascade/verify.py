@@ -11,11 +11,11 @@ anew), then compares:
 * the numbers of ``table.csv``, ``seeds.csv`` and ``comparisons.csv``, cell by cell.
 
 Where the number-moving part of the environment (runtime.NUMERIC_FIELDS) is the one the folder
-recorded, every field of it, the numbers must be identical.  Elsewhere floating-point kernels (another CPU's
-instruction set, another BLAS or library version) legitimately move the last bits of training,
-so each configuration's first metric must only stay within the folder's own 95% interval for it
-(the subject-bootstrap CI where the table has one, else ``tolerance`` in the metric's unit); every
-cell that moved is printed either way.
+recorded, every field of it, the numbers must be identical.  Elsewhere floating-point kernels
+(another CPU's instruction set, another BLAS or library version) legitimately move the last bits
+of training, so each configuration's first metric must only stay within the folder's own 95%
+interval for it (the subject-bootstrap CI where the table has one, else ``tolerance`` in the
+metric's unit); every cell that moved is printed either way.
 """
 from __future__ import annotations
 
