@@ -39,6 +39,8 @@ timed real-fgnet-partial7 $PARTIAL train.trainable_layers=7
 timed real-fgnet-partial7-seeds $PARTIAL train.trainable_layers=7 seeds=0,1,2
 $C compare results/real-fgnet-align-* results/real-fgnet-margin-* results/real-fgnet-random-* \
     results/real-fgnet-partial7-fgnet-* --out results
+# the three-seed partial fine-tuning against the default (each image's error averaged over seeds)
+$C compare results/real-fgnet-align-* results/real-fgnet-partial7-seeds-* --out results
 # Thesis Table 5 on real faces: pooled features of the pretrained network into regressors.
 for engine in ridge svr; do
     $C regress pretrained $R data.crop=align engine=$engine modes=last:max --quiet
