@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cascade import config as C
@@ -31,8 +30,7 @@ from cascade.data.datasets import LabelSpace
 from cascade.protocols import folds as protocol_folds
 from cascade.stages import plan as P
 from cascade.stages.execute import fold_split, model_source
-from cascade.train import cut as K
-from cascade.train.trainer import Split, cut_of, embed, fit, normalised_batches
+from cascade.train.trainer import Split, fit, shared_features, shares_features
 
 REAL = ["stage=", "target=fgnet", "backbone=mobilefacenet", "data.root.fgnet=../shared/reference/fgnet",
         "data.crop=align"]
@@ -63,8 +61,7 @@ def main() -> None:
         f"top {args.trainable} layers through the whole body": {**full, "trainable_layers": args.trainable},
         "whole network (mode b)": full,
     }
-    rows = np.arange(len(cache.images))
-    print(f"{cfg['backbone']} on {node.stage} ({len(rows)} images, {len(folds)} folds), 1 torch thread per "
+    print(f"{cfg['backbone']} on {node.stage} ({len(cache.images)} images, {len(folds)} folds), 1 torch thread per "
           f"fold worker, {os.cpu_count()} cores; {args.folds} fold(s) x {args.epochs} epoch(s) timed per way")
     scratch = Path(tempfile.mkdtemp(prefix="cascade-foldrate-"))
     for way, (name, params) in enumerate(ways.items()):
@@ -75,13 +72,7 @@ def main() -> None:
             fit(source.build(labels, cfg["seed"]), Split(cache.images, targets, tr, va), {**params, "epochs": 1},
                 cfg["augment"], labels.values, scratch / "warm-up.pt", cfg["seed"], "cpu", log=lambda m: None)
         start = time.perf_counter()
-        if params["mode"] == "head" and not params["augment"]:
-            shared = embed(model, cache.images, rows, "cpu").numpy()
-        elif params.get("cut_cache"):
-            shared = K.prefix_activations(model, normalised_batches(model, cache.images, rows, "cpu", 256),
-                                          cut_of(model, params))
-        else:
-            shared = None
+        shared = shared_features(model, cache.images, params, "cpu") if shares_features(params) else None
         once = time.perf_counter() - start
         timed = 0.0
         for fold, (fname, train, _test) in enumerate(folds[:args.folds]):

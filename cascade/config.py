@@ -250,10 +250,9 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"train.body_lr={t['body_lr']}: expected a factor > 0 of the head's learning rate")
     if t["tta"] is not None and t["tta"] not in TTA:
         raise ConfigError(f"train.tta={t['tta']!r}; valid: {', '.join(TTA)} (or null: none)")
-    if t["cut_cache"] and (not t["trainable_layers"] or t["freeze_epochs"] or t["unfreeze"]):
-        raise ConfigError("train.cut_cache=true needs train.trainable_layers=K (the top K layers of the body "
-                          "train) and neither train.freeze_epochs nor train.unfreeze (the trainable set must "
-                          "stay the same in every epoch)")
+    from cascade.train.cut import fixed_top_problem
+    if t["cut_cache"] and (problem := fixed_top_problem(t)):
+        raise ConfigError(problem)
     if cfg["balance"]["minority_augment"] < 0:
         raise ConfigError(f"balance.minority_augment={cfg['balance']['minority_augment']}: expected a factor >= 0")
     if cfg["balance"]["cap"] < 0:

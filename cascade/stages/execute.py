@@ -28,8 +28,7 @@ from cascade.stages.placement import placement
 from cascade.stages.plan import Node, Plan
 from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
-from cascade.train.cut import prefix_activations
-from cascade.train.trainer import Split, cut_of, embed, fit, normalised_batches, predict_proba
+from cascade.train.trainer import Split, cut_of, fit, predict_proba, shared_features, shares_features
 
 
 @dataclasses.dataclass
@@ -178,20 +177,14 @@ class Runner:
         mode a without augmentation, the frozen body's features of every image
         (`train.feature_cache`); a partial fine-tuning with `train.cut_cache`, the activations
         below the cut of every image and of its mirror image (cascade/train/cut.py)."""
-        p = node.params
-        # (test-time flips need the images: mode a with `train.tta` reads them, fold by fold)
-        head = p["mode"] == "head" and not p["augment"] and self.cfg["train"]["feature_cache"] and not p.get("tta")
-        if not (head or p.get("cut_cache")):
+        if not shares_features(node.params, self.cfg["train"]["feature_cache"]):
             return None
         path = d.file("features.npy")
         if not path.exists():
             model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
             configure(self.cfg, 1)
-            rows, dev = np.arange(len(cache.images)), device(self.cfg)
-            feats = embed(model, cache.images, rows, dev).cpu().numpy() if head else \
-                prefix_activations(model, normalised_batches(model, cache.images, rows, dev, 256), cut_of(model, p))
             buf = io.BytesIO()
-            np.save(buf, feats)
+            np.save(buf, shared_features(model, cache.images, node.params, device(self.cfg)))
             atomic_write_bytes(path, buf.getvalue())
         return str(path)
 

@@ -49,14 +49,23 @@ def cut_index(body: nn.Module, trainable: int) -> int:
     return 0
 
 
+def fixed_top_problem(settings: dict) -> str | None:
+    """Why `settings` (train.* or a stage's params) cannot cut: a cut needs a fixed set of
+    trainable layers, the top K, the same in every epoch (None: it can)."""
+    if not settings.get("trainable_layers") or settings.get("freeze_epochs") or settings.get("unfreeze"):
+        return ("train.cut_cache=true needs train.trainable_layers=K (the top K layers of the body train) and "
+                "neither train.freeze_epochs nor train.unfreeze (the trainable set must stay the same in every "
+                "epoch)")
+    return None
+
+
 def check(params: dict) -> None:
-    """A cut needs a fixed set of trainable layers: the top K, the same in every epoch."""
+    """A stage's params that cannot cut are an error (the settings' check, for callers of fit)."""
     if params["mode"] == "head":
         raise ValueError("train.cut_cache=true trains the top layers of the body; in mode a (head only) the "
                          "shared features already do what it does (train.feature_cache)")
-    if not params.get("trainable_layers") or params.get("freeze_epochs") or params.get("unfreeze"):
-        raise ValueError("train.cut_cache=true needs train.trainable_layers=K (the top K layers train) and "
-                         "neither train.freeze_epochs nor train.unfreeze (the trainable set must not change)")
+    if problem := fixed_top_problem(params):
+        raise ValueError(problem)
 
 
 @torch.no_grad()

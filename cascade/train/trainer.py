@@ -92,6 +92,24 @@ def cut_of(model: AgeModel, params: dict) -> int | None:
     return K.cut_index(model.body, params["trainable_layers"])
 
 
+def shares_features(params: dict, feature_cache: bool = True) -> bool:
+    """Whether every fold of a stage computes the same input to what it trains, so it can be
+    computed once and shared: mode a without augmentation (the frozen body's features; with
+    `feature_cache`, and not under test-time flips, which need the images), or a cut."""
+    head = params["mode"] == "head" and not params["augment"] and feature_cache and not params.get("tta")
+    return head or bool(params.get("cut_cache"))
+
+
+def shared_features(model: AgeModel, images: np.ndarray, params: dict, device) -> np.ndarray:
+    """For every image, what :func:`shares_features` says every fold shares: the activations
+    below the cut (with their mirror images), else the frozen body's pooled features."""
+    rows = np.arange(len(images))
+    cut = cut_of(model, params)
+    if cut is None:
+        return embed(model, images, rows, device).cpu().numpy()
+    return K.prefix_activations(model, normalised_batches(model, images, rows, device, 256), cut)
+
+
 @torch.no_grad()
 def predict_proba(model: AgeModel, images: np.ndarray, rows: np.ndarray, device,
                   batch: int = 256, features: np.ndarray | None = None, cut: int | None = None,
@@ -207,8 +225,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     cut = cut_of(model, params)
     if cut is not None:
         if features is None:
-            features = K.prefix_activations(model, normalised_batches(model, split.images, np.arange(len(split.images)),
-                                                          device, 256), cut)
+            features = shared_features(model, split.images, params, device)
         mirror = params["augment"] and aug["flip"]
     elif head_only and not params["augment"]:
         if features is not None:
