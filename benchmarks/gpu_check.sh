@@ -2,7 +2,9 @@
 # The GPU checks of issue #19 as one script, for a machine with a CUDA GPU: the GPU tests, the
 # placement and trainer tests, the feed rate and the harness-vs-bare training rate of ResNet-50
 # at 224 px.  It installs nothing: it runs this checkout (PYTHONPATH) with the machine's python3
-# and its PyTorch.  Output goes to $OUT (default ./gpu-check), one file per check.
+# and its PyTorch.  Output goes to $OUT (default ./gpu-check), one file per check.  The harness's
+# training rate it prints (16,384 images) is what `cascade plan` prices this GPU class with: add
+# or update its row in cascade/configs/gpu_rates.yaml.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-check}"

@@ -12,6 +12,7 @@
     cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
     cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR] [ensemble.hidden=32 ...]
     cascade compare RUN RUN [RUN ...] [--out DIR]   (runs side by side, paired tests, Friedman + CD)
+    cascade study FILE.yaml [key=value ...] [--dry-run]   (backbones x targets from one file, one table per target)
     cascade tune [tune.stage=S] [key=value ...]
     cascade features STAGE [layer=last|first pooling=max|avg|none] [key=value ...]
     cascade predict STAGE PATH [PATH ...] [--out FILE.csv|.jsonl] [--faces central|all|given] [--annotate DIR]
@@ -46,6 +47,8 @@ SHORT = {"layer": "features.layer", "pooling": "features.pooling", "engine": "re
 
 
 def _parser() -> argparse.ArgumentParser:
+    from cascade.models.importers import IMPORTERS
+
     p = argparse.ArgumentParser(prog="cascade", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("weights", help="weights import FILE --format F --name N (convert once to safetensors)")
     w.add_argument("action", choices=["import"])
     w.add_argument("file", type=Path)
-    w.add_argument("--format", required=True)
+    w.add_argument("--format", required=True, choices=list(IMPORTERS),
+                   help="what FILE is: " + ", ".join(IMPORTERS) + " (docs/backbones-and-weights.md says which file is which)")
     w.add_argument("--name", required=True)
     w.add_argument("--backbone", default=None, help="registry name (default: guessed from --name / the file name)")
     w.add_argument("--force", action="store_true", help="replace a file of that name made from another source")
@@ -143,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-measure", action="store_true", help="skip timing this CPU (FLOPs and GPU-hours only)")
     pl.add_argument("--devices", type=int, default=0,
                     help="GPUs the run will have (default: those visible here, at least 1)")
+    pl.add_argument("--as-is", action="store_true",
+                    help="price datasets read from the demo suite as they are (default: at their published sizes)")
     e = sub.add_parser("ensemble", help="average the class probabilities of finished runs (same test images)")
     e.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`, and "
                                                           "key=value settings of the meta-model (ensemble.*)")
@@ -153,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
                                          "against the first, Friedman + critical-difference figure for three or more")
     cmp.add_argument("runs", nargs="+", metavar="RUN", help="results/<run-id> folders of `cascade run`")
     cmp.add_argument("--out", type=Path, default=Path("results"), help="where results/compare-<id>/ goes")
+    st = sub.add_parser("study", help="a study file's backbones x targets, each a cascade run, then one table per "
+                                      "target with paired tests and the critical-difference figure")
+    st.add_argument("file", type=Path, help="study YAML (configs/studies/thesis.yaml)")
+    st.add_argument("settings", nargs="*", metavar="key=value")
+    st.add_argument("--dry-run", action="store_true", help="check every cell and print its stages; run nothing")
     t = sub.add_parser("tune", help="the thesis's grid search over lr x batch size for a stage")
     t.add_argument("settings", nargs="*", metavar="key=value")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -167,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="check the libraries, devices, data, weights and disk the configured run "
                                         "needs, each problem with its fix; writes nothing; exit 0 when it can start")
     doc.add_argument("settings", nargs="*", metavar="key=value")
+    for command in [*sub.choices.values(), *dsub.choices.values()]:      # --quiet everywhere
+        if command is not data and not any("--quiet" in a.option_strings for a in command._actions):
+            command.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -181,7 +195,7 @@ def cmd_analysis(module: str, entry: str, settings: list[str], quiet: bool) -> i
     import importlib
 
     run = getattr(importlib.import_module(f"cascade.analysis.{module}"), entry)
-    md, folder = run(C.load(settings), settings, progress=not quiet)
+    md, folder = run(_load(settings), settings, progress=not quiet)
     print(md)
     print(f"written to {folder}/")
     return 0
@@ -204,7 +218,7 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     from cascade.stages.execute import Runner
 
     settings = C.expand(settings)        # a settings file's words go into run.json, not its path
-    cfg = C.load(settings)
+    cfg = _load(settings)
     if list_keys:
         print("\n".join(C.list_keys(cfg)))
         return 0
@@ -242,6 +256,16 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     return 0
 
 
+def _load(settings: list[str]) -> dict:
+    """The merged settings of a command, and this process set up for their CPU numerics
+    (`train.numerics`), which must happen before anything computes."""
+    from cascade import runtime
+
+    cfg = C.load(settings)
+    runtime.numerics(cfg["train"]["numerics"])
+    return cfg
+
+
 def _stages_and_settings(words: list[str]) -> tuple[list[str], list[str]]:
     """STAGE words and key=value settings in any order; the short names in SHORT expanded."""
     stages = [w for w in words if "=" not in w]
@@ -249,12 +273,68 @@ def _stages_and_settings(words: list[str]) -> tuple[list[str], list[str]]:
     return stages, [SHORT.get(w.split("=", 1)[0], w.split("=", 1)[0]) + "=" + w.split("=", 1)[1] for w in settings]
 
 
-def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: int = 0) -> int:
-    """Estimated cost of the run the settings describe, before running it."""
+def cmd_study(path: Path, words: list[str], dry_run: bool, quiet: bool) -> int:
+    """Every cell of a study file (backbones x targets), checked before anything trains, run as
+    `cascade run` runs them, then one comparison table per target (cascade/study.py)."""
+    from cascade import study as S
+    from cascade.data.datasets import DemoSuiteMissing
+    from cascade.report.across_runs import compare_runs
+    from cascade.report.tables import write_run
+    from cascade.stages import plan as P
+    from cascade.stages.execute import Runner
+
+    name = S.read(path)["name"]
+    built, problems = [], []
+    for target, backbone, settings in S.cells(path, C.expand(words)):
+        try:
+            plans = [P.build(c, generate=not dry_run) for c in C.per_seed(_load(settings))]
+        except DemoSuiteMissing:
+            print(f"study {name}: the demo suite is not generated yet, so no keys are known; a run generates "
+                  f"it first. Cells: " + ", ".join(f"{b} ⇒ {t}" for t, b, _ in S.cells(path, C.expand(words))))
+            return 0
+        except (C.ConfigError, FileNotFoundError, ValueError) as exc:
+            problems.append(f"{backbone} ⇒ {target}: {exc}")
+            continue
+        built.append((target, backbone, settings, plans))
+    if problems:
+        raise C.ConfigError(f"study {name} cannot start:\n" + "\n".join(f"  - {p}" for p in problems))
+    keys = [n.key for *_, plans in built for p in plans for n in p.nodes if n.kind != "root"]
+    print(f"study {name}: {len(built)} cells, {len(keys)} trained nodes, {len(set(keys))} distinct "
+          f"(a node shared between cells trains once)")
+    for target, backbone, _, plans in built:
+        print(f" {backbone} ⇒ {target}:")
+        for plan in plans:
+            for node in plan.nodes:
+                print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}" + (f"  seed {plan.cfg['seed']}" if len(plans) > 1 else ""))
+    if dry_run:
+        print("(dry run: nothing trained; `cascade plan <the file's settings> backbone=B target=T` prices a cell)")
+        return 0
+    folders: dict[str, list[Path]] = {}
+    for target, backbone, settings, plans in built:
+        for plan in plans:
+            Runner(plan, progress=not quiet).run()
+        _, folder = write_run(plans, Path(plans[0].cfg["run"]["results_dir"]), settings)
+        folders.setdefault(target, []).append(folder)
+        print(f"{backbone} ⇒ {target}: {folder}/")
+    for target, runs in folders.items():
+        out = Path(built[0][3][0].cfg["run"]["results_dir"])
+        md, folder = compare_runs(runs, out, every_configuration=True, run_id=S.study_id(name, target, runs),
+                                  title=f"Study {name}")
+        print()
+        print(md)
+        print(f"written to {folder}/")
+    return 0
+
+
+def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: int = 0, as_is: bool = False) -> int:
+    """Estimated cost of the run the settings describe, before running it: without its weight
+    file (the weights do not change the cost) and, for datasets read from the demo suite, at
+    their published sizes unless `as_is`."""
+    from cascade.models import weights as W
     from cascade.stages import estimate
     from cascade.stages import plan as P
 
-    cfg = C.load(C.expand(settings))
+    cfg = _load(C.expand(settings))
     peak = cfg["plan"]["gpus"]
     names = [g.strip() for g in gpus.split(",") if g.strip()] or list(peak)
     unknown = [g for g in names if g not in peak]
@@ -264,14 +344,24 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: 
         job_counts = [int(j) for j in jobs.split(",")]
     except ValueError:
         raise C.ConfigError(f"--jobs {jobs!r}: expected comma-separated integers") from None
+    try:
+        W.resolve(cfg["weights"], C.backbone_settings(cfg)["weights"], C.cascade_home(cfg))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"weights: {str(exc).split(' — ')[0]}; priced with the architecture alone (the cost does not "
+              "depend on the weights)")
+        cfg = _load(C.expand(settings) + ["weights=none"])
     plan = P.build(cfg)
     from cascade.stages.placement import gpu_count
-    est = estimate.estimate(plan, job_counts, names, measure, devices or max(1, gpu_count()))
+    est = estimate.estimate(plan, job_counts, names, measure, devices or max(1, gpu_count()), published=not as_is)
     print(f"backbone {cfg['backbone']} at {est['size']} px: {est['train_flops'] / 1e9:.3g} GFLOPs per training "
           f"image (forward + backward), {est['eval_flops'] / 1e9:.3g} per forward")
+    for name, (n, source) in est["sizes"].items():
+        print(f"  {name}: {n:,} images ({source})")
     if est["rates"]:
         print("this CPU: " + "; ".join(f"{t} thread(s) {r[0]:.3g} train / {r[1]:.3g} eval img/s"
                                       for t, r in est["rates"].items()))
+    for warning in est["warnings"]:
+        print(f"warning: {warning}")
     print()
     for row in est["rows"]:
         cpu = f"  {row['CPU h (1 job)']:8.3g} CPU h" if "CPU h (1 job)" in row else ""
@@ -279,18 +369,19 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: 
               f"{row['eval images']:>10,.0f} eval images  {row['TFLOPs']:10.2f} TFLOP{cpu}")
     print()
     for g, h in est["gpu_hours"].items():
-        print(f"  {g:<10} {h:10.3g} GPU-hours  (peak {peak[g]:g} TFLOP/s x assumed utilisation {cfg['plan']['utilisation']:g}); "
-              f"{est['gpu_wall_hours'][g]:.3g} h wall on {est['devices']} GPU(s), {est['folds_per_device']} fold(s) per GPU; "
-              f"{est['gpu_train_rate'][g]:,.0f} training img/s per GPU"
+        print(f"  {g:<10} {h:10.3g} GPU-hours; {est['gpu_wall_hours'][g]:.3g} h wall on {est['devices']} GPU(s), "
+              f"{est['folds_per_device']} fold(s) per GPU; {est['gpu_train_rate'][g]:,.0f} training img/s per GPU"
               + (f", {math.ceil(est['gpu_train_rate'][g] / est['feed_rate'])} feeding thread(s) per GPU" if est["feed_rate"] else ""))
+        print(f"  {'':<10} rate {est['gpu_source'][g]}")
     if est["feed_rate"]:
         print(f"  feed: one thread here gathers {est['feed_rate']:,.0f} img/s at {est['size']} px (warm cache; "
               "benchmarks/feed_rate.py measures it cold too); each fold worker feeds from its own thread")
     for j, h in est["cpu_hours_by_jobs"].items():
         print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
               f"thread(s) per job)")
-    print("\nA lower bound: decoding the image cache once, per-step overheads and checkpoints are not "
-          "counted; early stopping only shortens the run.")
+    print("\nGPU rates are the harness's own (measured through it); this CPU's are bare training steps, so "
+          "its hours are a lower bound (decoding the image cache once and per-step overheads not counted). "
+          "Early stopping only shortens a run.")
     return 0
 
 
@@ -302,11 +393,11 @@ def cmd_features(words: list[str], quiet: bool) -> int:
     stages, settings = _stages_and_settings(words)
     if len(stages) != 1:
         raise C.ConfigError(f"cascade features takes one STAGE (pretrained or a chain like imdb,agedb); got {stages}")
-    cfg = C.load(settings)
+    cfg = _load(settings)
     _, node, model, cache = stage_extractor(cfg, stages[0], not quiet)
     f = cfg["features"]
     feats = extract(model, cache, Mode(f["layer"], f["pooling"]), node.key, node.label, C.cascade_home(cfg),
-                    device(cfg), f["batch_size"], f["max_gb"], not quiet)
+                    device(cfg), f["batch_size"], f["max_gb"], not quiet, cfg["train"]["numerics"])
     print(f"{node.label} [{f['layer']}:{f['pooling']}]: features {tuple(feats.array.shape)} of "
           f"{feats.meta['dataset']} at {feats.path}/features.npy (rows in index.csv)")
     return 0
@@ -330,7 +421,7 @@ def cmd_export(words: list[str], fmt: str, out: Path | None, opset: int | None, 
     if len(stages) != 1:
         raise C.ConfigError(f"cascade export takes one STAGE (a chain like imdb,agedb, or a target with "
                             f"--fit-all); got {stages}")
-    cfg, spec = C.load(C.expand(settings)), stages[0]
+    cfg, spec = _load(C.expand(settings)), stages[0]
     stage = trained_stage(cfg, spec, not quiet, fit_all)
     out = out or Path(default_name(spec, stage, fit_all) + FORMATS[fmt])
     meta = export(stage, fmt, out, opset or DEFAULT_OPSET, cfg["data"]["margin"])
@@ -359,7 +450,7 @@ def cmd_predict(words: list[str], out: Path, faces: str, annotate: Path | None, 
         raise C.ConfigError(f"cascade predict takes a STAGE and at least one PATH (image files or folders); "
                             f"got {given}")
     writers.check_out(out)
-    cfg = C.load(C.expand(settings))
+    cfg = _load(C.expand(settings))
     stage = trained_stage(cfg, given[0], not quiet, fit_all)
     rows = predict(stage, image_files([Path(p) for p in given[1:]]), faces, cfg, annotate, not quiet)
     files = writers.write(rows, header(stage, faces, cfg, settings, rows), out)
@@ -383,7 +474,7 @@ def cmd_regress(words: list[str], jobs: int | None, setup_engine: str | None, qu
     from cascade.report import regression
 
     stages, settings = _stages_and_settings(words)
-    cfg = C.load(settings + ([f"jobs={jobs}"] if jobs is not None else []))
+    cfg = _load(settings + ([f"jobs={jobs}"] if jobs is not None else []))
     if setup_engine:
         print(f"auto-sklearn environment ready at {engine_env.setup(cfg, quiet=quiet)}")
         if not stages:
@@ -424,9 +515,10 @@ def cmd_report(runs: list[str]) -> int:
                      ens.get("meta_model") or C.defaults()["ensemble"])
             print(f"{run}: rebuilt")
             continue
-        if ens.get("command") == "compare":
+        if ens.get("command") in ("compare", "study"):
             from cascade.report.across_runs import compare_runs
-            compare_runs(ens["runs"], folder.parent)
+            study = ens["command"] == "study"
+            compare_runs(ens["runs"], folder.parent, study, folder.name if study else None, ens.get("title", ""))
             print(f"{run}: rebuilt")
             continue
         _, out = write_run(finished_plans(folder), folder.parent, ens["settings"])
@@ -442,7 +534,7 @@ def _data_overlap(args) -> int:
     from cascade.data.overlap import audit
     from cascade.stages.leakage import face_model
 
-    cfg = C.load(args.settings)
+    cfg = _load(args.settings)
     for name in (args.a, args.b):
         if name not in DATASETS:
             raise C.ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
@@ -474,7 +566,7 @@ def cmd_data(args) -> int:
         return _data_overlap(args)
     from cascade.data.datasets import DATASETS, crop_settings, open_dataset
 
-    cfg = C.load(args.settings)
+    cfg = _load(args.settings)
     if args.name not in DATASETS:
         raise C.ConfigError(f"unknown dataset {args.name!r}; valid: {', '.join(DATASETS)}")
     table = open_dataset(cfg, args.name, C.cascade_home(cfg),
@@ -510,12 +602,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cascade import progress
+
     args = _parse(argv)
+    progress.silence(bool(getattr(args, "quiet", False)))
     try:
         if args.command == "run":
             return cmd_run(args.settings, args.dry_run, args.quiet, args.list_keys)
         if args.command == "protocol":
-            cfg = C.load(args.settings)
+            cfg = _load(args.settings)
             extra = [f"stages.{cfg['target']}.protocol={args.name}"]
             extra += [f"jobs={args.jobs}"] if args.jobs is not None else []
             extra += [f"backend={args.backend}"] if args.backend else []
@@ -530,13 +625,15 @@ def main(argv: list[str] | None = None) -> int:
             verdict = verify(args.run, args.home, args.keep, args.tolerance, progress=not args.quiet)
             print(verdict.text())
             return 0 if verdict.ok else 1
+        if args.command == "study":
+            return cmd_study(args.file, args.settings, args.dry_run, args.quiet)
         if args.command == "plan":
-            return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure, args.devices)
+            return cmd_plan(args.settings, args.gpu, args.jobs, not args.no_measure, args.devices, args.as_is)
         if args.command == "ensemble":
             from cascade.ensemble import ensemble
             settings = [w for w in args.runs if "=" in w]
             runs = [w for w in args.runs if "=" not in w]
-            md, folder = ensemble(runs, args.out, args.stack, C.load(C.expand(settings))["ensemble"])
+            md, folder = ensemble(runs, args.out, args.stack, _load(C.expand(settings))["ensemble"])
             print(md)
             print(f"written to {folder}/")
             return 0
@@ -549,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "weights":
             from cascade.models.importers import import_weights, parse_preprocessing
 
-            home = C.cascade_home(C.load([]))
+            home = C.cascade_home(_load([]))
             pre = parse_preprocessing(args.preprocessing, args.backbone) if args.preprocessing else None
             out = import_weights(args.file, args.format, args.name, args.backbone, home,
                                  force=args.force, preprocessing=pre)
@@ -558,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tune":
             from cascade.stages.tune import tune
 
-            _, folder = tune(C.load(args.settings), progress=not args.quiet)
+            _, folder = tune(_load(args.settings), progress=not args.quiet)
             print((folder / "table.md").read_text())
             print(f"written to {folder}/")
             return 0

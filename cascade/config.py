@@ -93,6 +93,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         **{f"stages.{s}.mode": ("head", "full") for s in stage_names},
         "train.select": SELECT,
         "train.amp": ("auto", "on", "off"),
+        "train.numerics": ("native", "portable"),
         "train.optimizer": ("adam", "adamw"),
         "balance.weights": WEIGHTS,
         "balance.sampler": SAMPLERS,

@@ -36,8 +36,59 @@ def configure(cfg: dict, jobs: int) -> int:
     mode (`train.deterministic`).  Returns the thread count, which the caller records."""
     threads = threads_per_job(cfg, jobs)
     torch.set_num_threads(threads)
+    numerics(cfg["train"]["numerics"])
     deterministic(bool(cfg["train"]["deterministic"]))
     return threads
+
+
+#: MKL's conditional-numerical-reproducibility branch that runs the same code on every x86-64
+#: CPU, Intel or not (mkl_service.h: MKL_CBWR_COMPATIBLE); MKL_CBWR_BRANCH asks for the branch.
+_MKL_CBWR_COMPATIBLE, _MKL_CBWR_BRANCH = 3, 1
+
+
+def _mkl():
+    """The MKL service functions inside PyTorch's CPU library (None where torch has no MKL:
+    ARM, macOS builds)."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        return lib if hasattr(lib, "mkl_serv_cbwr_set") else None
+    except OSError:
+        return None
+
+
+def numerics(mode: str) -> None:
+    """`train.numerics=portable`: CPU kernels that give the same bits on every x86-64 CPU.
+
+    Why these three: a stage trained on an AMD EPYC and on an Intel Xeon ends with other weights
+    although every library is the same, because each math library picks its code per CPU:
+    PyTorch's own kernels by instruction set (ATen's AVX-512 / AVX2 builds), MKL by vendor and
+    instruction set, oneDNN's convolutions by instruction set *and* cache sizes (its blocking,
+    hence its summation order).  Portable mode asks ATen for its plain build
+    (``ATEN_CPU_CAPABILITY=default``), MKL for its compatible branch (``MKL_CBWR=COMPATIBLE``)
+    and turns oneDNN off (convolutions become im2col + MKL matrix products).  It costs about 2x
+    on the CPU (`benchmarks/numerics_cost.py`) and nothing on a GPU, whose kernels it does not
+    touch.  Each setting must be made before the library first computes, so a process that has
+    already computed natively refuses, rather than silently mixing the two."""
+    if mode != "portable":
+        if os.environ.get("ATEN_CPU_CAPABILITY") == "default" and torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+            raise RuntimeError("train.numerics=native in a process that already computes portably "
+                               "(ATEN_CPU_CAPABILITY=default is set): run it in a fresh process")
+        return
+    os.environ["ATEN_CPU_CAPABILITY"] = "default"     # inherited by spawned fold workers
+    os.environ["MKL_CBWR"] = "COMPATIBLE"
+    torch.backends.mkldnn.enabled = False
+    problems = []
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        problems.append(f"PyTorch already dispatches to its {torch.backends.cpu.get_cpu_capability()} kernels")
+    if (mkl := _mkl()) is not None and mkl.mkl_serv_cbwr_set(_MKL_CBWR_COMPATIBLE) != 0 \
+            and mkl.mkl_serv_cbwr_get(_MKL_CBWR_BRANCH) != _MKL_CBWR_COMPATIBLE:
+        problems.append("MKL has already computed on its native branch")
+    if problems:
+        raise RuntimeError("train.numerics=portable must be set before this process computes anything: "
+                           + "; ".join(problems) + ".  Set it in the command or config (a fresh process), "
+                           "or export ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE before starting Python")
 
 
 def deterministic(on: bool) -> None:
@@ -131,8 +182,11 @@ LIBRARIES = ("torch", "torchvision", "timm", "facenet-pytorch", "numpy", "scipy"
 
 #: Fingerprint fields that can move numbers; the rest (commit, cores) say where a run was made.
 #: A commit that moves numbers changes the stage keys instead.
-NUMERIC_FIELDS = ("python", *LIBRARIES, "libjpeg", "blas", "cpu", "cpu_kind", "cpu_capability", "device", "gpu", "cuda", "cudnn",
-                  "threads_per_stage", "threads_per_fold", "deterministic")
+NUMERIC_FIELDS = ("python", *LIBRARIES, "libjpeg", "blas", "cpu", "cpu_kind", "cpu_capability", "numerics", "device", "gpu",
+                  "cuda", "cudnn", "threads_per_stage", "threads_per_fold", "deterministic")
+
+#: The fields that stop moving numbers where both runs computed with `train.numerics=portable`.
+CPU_FIELDS = ("cpu", "cpu_kind")
 
 
 def blas_library() -> str | None:
@@ -176,6 +230,7 @@ def fingerprint(cfg: dict) -> dict:
         "threads_per_stage": threads_per_job(cfg, 1),
         "threads_per_fold": placement(cfg, 1 << 30).threads,
         "deterministic": bool(cfg["train"]["deterministic"]),
+        "numerics": cfg["train"]["numerics"],
     }
 
 
@@ -190,8 +245,11 @@ def numeric_differences(recorded: dict, now: dict, unrecorded: bool = False) -> 
     """The number-moving fields (:data:`NUMERIC_FIELDS`) in which two fingerprints differ, as
     ``name recorded → now``.  A field the record lacks (an older record) is not compared, or,
     with `unrecorded`, is itself a difference: nothing says the numbers were made alike."""
+    if recorded:          # a record from before train.numerics existed computed natively
+        recorded = {"numerics": "native", **recorded}
+    portable = recorded.get("numerics") == now.get("numerics") == "portable"
     out = [f"{k} {recorded[k]} → {now[k]}" for k in NUMERIC_FIELDS
-           if k in recorded and k in now and recorded[k] != now[k]]
+           if k in recorded and k in now and recorded[k] != now[k] and not (portable and k in CPU_FIELDS)]
     missing = [k for k in NUMERIC_FIELDS if k not in recorded]
     return out + ([f"not recorded then: {', '.join(missing)}"] if unrecorded and missing else [])
 
@@ -204,4 +262,5 @@ def fingerprint_line(fp: dict) -> str:
     return (f"Environment: cascade {fp['harness']} at {commit}; torch {fp['torch']}, numpy {fp['numpy']}, "
             f"scikit-learn {fp['scikit-learn']}; CPU {fp['cpu']} ({fp['cpu_kind']}; {fp['cpu_capability']}, "
             f"{fp['cores']} cores){gpu}; "
-            f"deterministic mode {'on' if fp['deterministic'] else 'off'}")
+            f"deterministic mode {'on' if fp['deterministic'] else 'off'}"
+            + ("; portable CPU numerics (the same bits on any x86-64 CPU)" if fp.get("numerics") == "portable" else ""))

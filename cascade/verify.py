@@ -91,6 +91,7 @@ def rebuild(meta: dict, scratch: Path, progress: bool) -> Path:
 
     settings = list(meta["settings"])
     cfg = C.load(settings + [f"home={scratch / 'store'}", f"run.results_dir={scratch / 'results'}"])
+    runtime.numerics(cfg["train"]["numerics"])
     plans = [P.build(c) for c in C.per_seed(cfg)]
     for plan in plans:
         Runner(plan, progress=progress).run()

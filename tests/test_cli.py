@@ -109,7 +109,7 @@ def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     out = capsys.readouterr().out
     assert "will run" in out
     assert "estimate of the nodes not cached" in out and "on this CPU" in out       # the planner's, cheap path
-    assert all(f" {g} " in out for g in ("gtx1080ti", "a100", "h100")) and "GPU-hours from FLOPs" in out
+    assert all(f" {g} " in out for g in ("gtx1080ti", "a100", "h100")) and "GPU-hours from FLOPs at each class's measured rate" in out
     assert snapshot(home) == before
 
 

@@ -10,7 +10,7 @@ from cascade.cli import main
 
 from conftest import FAST
 
-STUDIES = sorted((Path(__file__).resolve().parents[1] / "configs" / "studies").glob("*.yaml"))
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "configs" / "studies").glob("[0-9]*.yaml"))   # the related studies (a grid study file: test_study.py)
 
 
 def test_one_configuration_per_related_study():

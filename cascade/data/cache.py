@@ -22,6 +22,7 @@ from joblib import Parallel, delayed
 from PIL import Image, ImageOps
 
 from cascade.data.records import DatasetTable
+from cascade.progress import bar as progress_bar
 from cascade.store import MARKER, atomic_write_json, atomic_write_text, reserve, stable_hash
 
 CACHE_VERSION = 2
@@ -146,15 +147,14 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
     """Decode every listed file once, locate the face per `crop`, write the pixel array, the row
     map and the manifest table (path, sha256, bytes, label, subject, fold, cached row or
     quarantine reason)."""
-    from tqdm import tqdm
 
     frame = table.frame
     boxes = [None if np.isnan(r.box_x1) else (r.box_x1, r.box_y1, r.box_x2, r.box_y2)
              for r in frame.itertuples()]
     paths = [table.root / p for p in frame["path"]]
     pixels, reasons, digests = [None] * len(paths), [None] * len(paths), [""] * len(paths)
-    bar = tqdm(total=len(paths), desc=f"decode {table.name}" + (" + MTCNN" if crop["mode"] in ("mtcnn", "align") else ""),
-               disable=not progress, leave=False)
+    bar = progress_bar(total=len(paths), desc=f"decode {table.name}" + (" + MTCNN" if crop["mode"] in ("mtcnn", "align") else ""),
+                       enabled=progress)
     with Parallel(n_jobs=jobs, prefer="threads") as pool:
         for start in range(0, len(paths), CHUNK):
             idx = range(start, min(start + CHUNK, len(paths)))

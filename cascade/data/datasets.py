@@ -25,6 +25,18 @@ DATASETS = {
     "utkface": ("utkface", {}),
 }
 
+#: Images each real dataset holds, as published, for pricing a study before its data is here
+#: (`cascade plan` on the demo suite): (count, source).
+PUBLISHED_SIZES = {
+    "imdb": (171_858, "IMDB after the thesis's cleaning (section 3; 460,723 before)"),
+    "wiki": (62_328, "WIKI as released (Rothe et al. 2018), before cleaning"),
+    "agedb": (16_488, "AgeDB (Moschoglou et al. 2017)"),
+    "fgnet": (1_002, "FG-NET, 82 subjects"),
+    "adience": (17_417, "Adience after the thesis's cleaning (section 3; 26,580 released)"),
+    "adience3": (17_417, "Adience after the thesis's cleaning (section 3; 26,580 released)"),
+    "utkface": (23_708, "UTKFace as released (Zhang et al. 2017)"),
+}
+
 SYNTH_VERSION = 5              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans;
                                # 4: Adience's aligned/ release beside faces/; 5: planted cross-dataset overlaps
 

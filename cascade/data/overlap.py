@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cascade.data.records import DatasetTable
+from cascade.progress import bar as progress_bar
 
 #: Default Hamming distance (of 64 bits) under which two pHashes are candidates for the same
 #: photo.  A JPEG re-encode, a resize, a 2 % shift or crop move a pHash of a real face crop by at
@@ -139,12 +140,11 @@ def cache_prints(cache, home: Path, progress: bool = True) -> Prints:
     """The fingerprints of an ImageCache's crops (the pixels a stage trains on, so the crop
     rule is the run's own), computed once with one pass over the memory map and kept in
     `$CASCADE_HOME/overlap/<cache key>-v<HASH_VERSION>.npz`."""
-    from tqdm import tqdm
 
     def compute() -> dict[str, np.ndarray]:
         n = len(cache.images)
         hashes, thumbs = np.zeros(n, dtype=np.uint64), np.zeros((n, THUMB, THUMB, 3), dtype=np.uint8)
-        for i in tqdm(range(n), desc=f"fingerprint {cache.table.name}", disable=not progress, leave=False):
+        for i in progress_bar(range(n), desc=f"fingerprint {cache.table.name}", enabled=progress):
             hashes[i], thumbs[i] = fingerprint(cache.images[i])
         return {"hashes": hashes, "thumbs": thumbs}
 
@@ -206,7 +206,6 @@ def cache_embeddings(cache, face: FaceModel, home: Path, progress: bool = True, 
     and weight file, like the fingerprints."""
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm
 
     from cascade.models import AgeModel, build_backbone
     from cascade.models import weights as W
@@ -224,8 +223,8 @@ def cache_embeddings(cache, face: FaceModel, home: Path, progress: bool = True, 
         net = AgeModel(bb, 1, []).eval()
         out = [np.zeros((0, bb.channels), dtype=np.float32)]
         with torch.no_grad():
-            for start in tqdm(range(0, len(cache.images), batch), desc=f"embed {cache.table.name}",
-                              disable=not progress, leave=False):
+            for start in progress_bar(range(0, len(cache.images), batch), desc=f"embed {cache.table.name}",
+                                      enabled=progress):
                 x = torch.from_numpy(np.array(cache.images[start:start + batch])).permute(0, 3, 1, 2).float()
                 x = F.interpolate(x, size=(face.size, face.size), mode="bilinear", antialias=True, align_corners=False)
                 x = net.preprocessing.apply(x.round().clamp(0, 255).permute(0, 2, 3, 1))

@@ -18,6 +18,7 @@ from cascade.predict import annotate as A
 from cascade.predict.ages import INTERVAL, ages
 from cascade.predict.faces import GIVEN, Face, face_crop, find_faces
 from cascade.predict.sources import Source
+from cascade.progress import bar as progress_bar
 from cascade.runtime import configure, device, fingerprint, package_version
 from cascade.stages.trained import TrainedStage
 from cascade.train.trainer import predict_proba
@@ -34,13 +35,12 @@ def crop_of(stage: TrainedStage, faces: str, cfg: dict) -> dict:
 def predict(stage: TrainedStage, sources: list[Source], faces: str, cfg: dict,
             annotate: Path | None = None, progress: bool = True) -> list[dict]:
     """One row per face (per file where there is none), in input order."""
-    from tqdm import tqdm
 
     configure(cfg, 1)
     dev = device(cfg)
     stage.model.to(dev)
     rows: list[dict] = []
-    bar = tqdm(total=len(sources), desc=f"predict {stage.label}", unit="file", disable=not progress)
+    bar = progress_bar(total=len(sources), desc=f"predict {stage.label}", unit="file", enabled=progress)
     for start in range(0, len(sources), CHUNK):
         chunk = sources[start:start + CHUNK]
         rows += _chunk(stage, chunk, faces, crop_of(stage, faces, cfg), cfg, dev, annotate)

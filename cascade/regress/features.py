@@ -25,6 +25,7 @@ from torch import nn
 from cascade import config as C
 from cascade.data.cache import ImageCache
 from cascade.models.age_model import AgeModel
+from cascade.progress import bar as progress_bar
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, reserve, stable_hash
 from cascade.train.feed import Feed
 
@@ -117,18 +118,19 @@ def feature_dim(model: AgeModel, size: int, mode: Mode, device: str = "cpu") -> 
     return int(extract_batch(model, torch.zeros(1, 3, size, size, device=device), mode).shape[1])
 
 
-def features_key(stage_key: str, cache: ImageCache, mode: Mode, preprocessing) -> str:
+def features_key(stage_key: str, cache: ImageCache, mode: Mode, preprocessing, numerics: str = "native") -> str:
+    """Portable CPU numerics (`train.numerics`) are keyed only when on: native keys stay what they were."""
     return stable_hash({"v": FEATURES_VERSION, "stage": stage_key, "cache": cache.path.name,
-                        "layer": mode.layer, "pooling": mode.pooling, "preprocessing": str(preprocessing)})
+                        "layer": mode.layer, "pooling": mode.pooling, "preprocessing": str(preprocessing),
+                        **({"numerics": numerics} if numerics == "portable" else {})})
 
 
 def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, label: str, home: Path,
             device: str = "cpu", batch_size: int = 64, max_gb: float = 8.0,
-            progress: bool = True) -> Features:
+            progress: bool = True, numerics: str = "native") -> Features:
     """Features of every cached image under `mode`, computed once (resumable) and reused."""
-    from tqdm import tqdm
 
-    folder = StageDir(Path(home) / "features", features_key(stage_key, cache, mode, model.preprocessing))
+    folder = StageDir(Path(home) / "features", features_key(stage_key, cache, mode, model.preprocessing, numerics))
     with folder.lock():
         if not folder.usable("feature array"):
             folder.sweep()                      # temp files of a writer killed mid-write
@@ -146,7 +148,7 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
                                               dtype=np.float32, shape=(n, dim))
             if not done:
                 reserve(partial)                 # out of space: a clear error, not SIGBUS
-            bar = tqdm(total=n, initial=done, desc=f"features {mode} {label}", disable=not progress, leave=False)
+            bar = progress_bar(total=n, initial=done, desc=f"features {mode} {label}", enabled=progress)
             chunks = [np.arange(start, min(start + batch_size, n)) for start in range(done, n, batch_size)]
             for rows, crops in zip(chunks, Feed(cache.images, chunks, device)):
                 array[rows] = extract_batch(model, model.preprocessing.apply(crops), mode).cpu().numpy()

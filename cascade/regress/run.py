@@ -160,7 +160,7 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
         label = node.label
         for mode in modes_of(cfg):
             feats = extract(model, cache, mode, node.key, label, C.cascade_home(cfg), device(cfg),
-                            fcfg["batch_size"], fcfg["max_gb"], progress)
+                            fcfg["batch_size"], fcfg["max_gb"], progress, cfg["train"]["numerics"])
             name = f"{label} [{mode}]"
             pred, models = regress_features(cfg, feats, engine, progress, name)
             rows.append({"feature extractor": label, "layer": mode.layer, "pooling": mode.pooling,

@@ -3,7 +3,8 @@ every run (#22).
 
 Why not `cascade plan`'s full estimate: it times training steps on this CPU for several seconds
 (about a minute for VGG-16 on 2 cores), which a dry run or a run's first line should not cost.
-Here GPU-hours come from FLOPs counted once on the model (`estimate.estimate`, measure=False),
+Here GPU-hours come from FLOPs counted once on the model and each GPU class's measured rate
+(`estimate.estimate`, measure=False),
 and this CPU's hours from a few timed steps, only for a model small enough that they take well
 under a second (`QUICK_FLOPS`); otherwise the line says that `cascade plan` measures them.
 Only the nodes not cached yet are counted: the estimate is of what the run still has to do.
@@ -103,9 +104,9 @@ def _cpu_text(out: dict) -> str:
             f"from a few timed steps)")
 
 
-def _gpu_text(out: dict, cfg: dict) -> str:
+def _gpu_text(out: dict) -> str:
     gpu = ", ".join(f"{g} {h:.3g}" for g, h in out["gpu_hours"].items())
-    return f"GPU-hours from FLOPs at utilisation {cfg['plan']['utilisation']:g}: {gpu}"
+    return f"GPU-hours from FLOPs at each class's measured rate (`cascade plan` names the sources): {gpu}"
 
 
 def dry_run_text(plans: list[P.Plan]) -> str:
@@ -114,7 +115,7 @@ def dry_run_text(plans: list[P.Plan]) -> str:
     if out is None:
         return "estimate: every node is cached; the run only writes its tables"
     return (f"estimate of the nodes not cached (a lower bound; `cascade plan` for every node): {out['tflops']:.3g} TFLOP; "
-            f"{_cpu_text(out)}; {_gpu_text(out, plans[0].cfg)}")
+            f"{_cpu_text(out)}; {_gpu_text(out)}")
 
 
 def start_line(plans: list[P.Plan]) -> str:
@@ -125,7 +126,7 @@ def start_line(plans: list[P.Plan]) -> str:
         return "estimate: every node is cached; nothing to train"
     cfg = plans[0].cfg
     if gpu := this_gpu_class(cfg):
-        here = f"~{out['gpu_hours'][gpu[1]]:.3g} GPU-hours on this {gpu[0]} ({gpu[1]}, from FLOPs)"
+        here = f"~{out['gpu_hours'][gpu[1]]:.3g} GPU-hours on this {gpu[0]} ({gpu[1]}, from FLOPs at its class's rate)"
     else:
-        here = _gpu_text(out, cfg) if device(cfg).startswith("cuda") else _cpu_text(out)
+        here = _gpu_text(out) if device(cfg).startswith("cuda") else _cpu_text(out)
     return f"estimate for this machine: {here}; a lower bound (`cascade plan` for every node)"

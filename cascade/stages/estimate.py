@@ -1,4 +1,4 @@
-"""What a plan will cost before it runs: `cascade plan` (issue #6).
+"""What a plan will cost before it runs: `cascade plan`.
 
 Why a model and not a guess: a cascade with LOPO is thousands of fine-tunings; a user deciding
 between this CPU, a GPU class or a cluster needs the number first.  The model counts images:
@@ -7,27 +7,34 @@ every stage's epochs x its training rows (forward + backward) and validation / t
 forward per image).  Work is priced two ways:
 
 * FLOPs per image, counted on the real model at its input size with
-  `torch.utils.flop_counter.FlopCounterMode` (forward, and forward + backward), divided by a GPU
-  class's peak dense tensor throughput times an assumed utilisation (`plan.gpus` and
-  `plan.utilisation` in defaults.yaml, stated in the output) -> GPU-hours;
+  `torch.utils.flop_counter.FlopCounterMode` (forward, and forward + backward), divided by the
+  FLOP/s the harness *measured* on each GPU class (`cascade/configs/gpu_rates.yaml`, refreshed by
+  benchmarks/gpu_check.sh; a class without a measurement is scaled from one of comparable peak,
+  and only a class with none falls back to peak x `plan.utilisation`; the output names the
+  source of every class) -> GPU-hours;
 * this machine's measured images/s for a training step and a forward pass, at 1 thread and at
   all cores -> CPU hours, and how folds in parallel (`--jobs`, cores / jobs threads each) scale.
 
-What it leaves out (so an estimate is a lower bound): decoding the image cache once, Python
-overhead between steps, checkpoint writes (about 3 % of an epoch, see
-benchmarks/train_overhead.py), and early stopping (which only shortens a run).
+Dataset sizes come from the data; a dataset read from the demo suite is priced at its published
+size when asked (`published=True`, what `cascade plan` does: a study is planned before its data
+is here), and the output says which.  What it leaves out (so an estimate is a lower bound):
+decoding the image cache once, Python overhead between steps, and early stopping (which only
+shortens a run).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
+from importlib import resources
 
 import numpy as np
 import torch
+import yaml
 
 from cascade import config as C
-from cascade.data.datasets import LabelSpace
+from cascade.data.datasets import PUBLISHED_SIZES, LabelSpace
 from cascade.models import AgeModel, build_backbone
 from cascade.protocols import folds as protocol_folds
 from cascade.stages.plan import Plan
@@ -102,14 +109,31 @@ def measured_rates(model: AgeModel, size: int, threads: int, seconds: float = 2.
         torch.set_num_threads(before)
 
 
-def plan_work(plan: Plan) -> list[Work]:
-    """Images per node, from the datasets' sizes, the stage parameters and the protocol folds."""
+def dataset_sizes(plan: Plan, published: bool = False) -> dict[str, tuple[int, str]]:
+    """(images priced, where the count comes from) per dataset of the plan: the data's own rows,
+    or with `published`, a dataset read from the demo suite at its real size."""
+    out = {}
+    for name, table in plan.tables.items():
+        if published and table.synthetic and name in PUBLISHED_SIZES:
+            n, source = PUBLISHED_SIZES[name]
+            out[name] = (n, f"published size: {source}; the demo suite has {len(table):,}")
+        else:
+            out[name] = (len(table), "demo suite (synthetic)" if table.synthetic else f"the data at {table.root}")
+    return out
+
+
+def plan_work(plan: Plan, published: bool = False) -> list[Work]:
+    """Images per node, from the datasets' sizes (:func:`dataset_sizes`), the stage parameters
+    and the protocol folds (a dataset priced at another size than its table keeps its folds and
+    scales their images)."""
+    sizes = dataset_sizes(plan, published)
     out = []
     for node in plan.nodes:
         if node.kind == "root":
             continue
         p, table = node.params, plan.tables[node.stage]
-        n, epochs = len(table), p["epochs"]
+        n, epochs = sizes[node.stage][0], p["epochs"]
+        scale = n / len(table)
         if node.kind == "train":
             n_val = round(n * p["val_fraction"])
             out.append(Work(node.label, epochs * (n - n_val) * p.get("train_fraction", 1.0), epochs * n_val))
@@ -120,14 +144,61 @@ def plan_work(plan: Plan) -> list[Work]:
         cached = p["mode"] == "head" and not p["augment"] and plan.cfg["train"]["feature_cache"]
         w = Work(node.label, folds=len(folds))
         for _, train, test in folds:
-            n_val = round(len(train) * p["val_fraction"])
+            n_train, n_test = len(train) * scale, len(test) * scale
+            n_val = round(n_train * p["val_fraction"])
             if cached:                   # the body once per image (shared); heads are negligible
                 continue
-            w.train_images += epochs * (len(train) - n_val) * p.get("train_fraction", 1.0)
-            w.eval_images += epochs * n_val + len(test)
+            w.train_images += epochs * (n_train - n_val) * p.get("train_fraction", 1.0)
+            w.eval_images += epochs * n_val + n_test
         if cached:
             w.eval_images = n
         out.append(w)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuRate:
+    """Training FLOP/s one GPU of a class sustains through the harness, and why we think so."""
+
+    flops_per_s: float
+    source: str
+
+
+def measured_gpus() -> dict[str, dict]:
+    """The harness's measured training rates per GPU class (`cascade/configs/gpu_rates.yaml`)."""
+    return yaml.safe_load(resources.files("cascade.configs").joinpath("gpu_rates.yaml").read_text()) or {}
+
+
+#: How far apart two classes' peaks may be for one's measured rate to price the other: a
+#: tensor-core GPU's utilisation says little about a card without tensor cores (the GTX 1080 Ti
+#: of the thesis: its FP32 peak is 1/88 of an H200's 16-bit one).
+SCALE_RANGE = 10.0
+
+
+def gpu_rates(cfg: dict, gpus: list[str]) -> dict[str, GpuRate]:
+    """The FLOP/s each GPU class of `gpus` trains at: its own measurement; else the measurement
+    of the class of nearest peak within :data:`SCALE_RANGE`, scaled by the peak ratio; else peak
+    x `plan.utilisation` (an assumption, said so)."""
+    peak, assumed = cfg["plan"]["gpus"], cfg["plan"]["utilisation"]
+    measured = {g: m for g, m in measured_gpus().items() if g in peak}
+    achieved = {g: m["harness_img_s"] * m["train_gflops"] * 1e9 for g, m in measured.items()}
+    out = {}
+    for g in gpus:
+        if g in measured:
+            m = measured[g]
+            out[g] = GpuRate(achieved[g], f"measured: {m['backbone']} at {m['input_size']} px, {m['harness_img_s']:,} "
+                                          f"img/s through the harness = {achieved[g] / 1e12:.3g} TFLOP/s "
+                                          f"({achieved[g] / (peak[g] * 1e12):.1%} of peak; {m['source']})")
+            continue
+        near = [r for r in measured if 1 / SCALE_RANGE <= peak[g] / peak[r] <= SCALE_RANGE]
+        if near:
+            ref = min(near, key=lambda r: abs(math.log(peak[g] / peak[r])))
+            out[g] = GpuRate(achieved[ref] * peak[g] / peak[ref],
+                             f"not measured: {ref}'s measured {achieved[ref] / 1e12:.3g} TFLOP/s x peak ratio "
+                             f"{peak[g]:g}/{peak[ref]:g}")
+        else:
+            out[g] = GpuRate(peak[g] * 1e12 * assumed, f"not measured, no measured class of comparable peak: peak "
+                                                        f"{peak[g]:g} TFLOP/s x assumed utilisation {assumed:g}")
     return out
 
 
@@ -142,6 +213,20 @@ def gpu_wall_hours(work: list[Work], train_flops: float, eval_flops: float, flop
     return seconds / 3600
 
 
+def timing_warnings(rates: dict[int, tuple[float, float]], cores: int) -> list[str]:
+    """What makes this CPU's timings suspect: all cores slower than one thread (another process
+    competing, or threads oversubscribed), or a training step faster than a forward pass."""
+    out = []
+    if cores > 1 and 1 in rates and cores in rates and rates[cores][0] < rates[1][0]:
+        out.append(f"{cores} threads trained slower than 1 ({rates[cores][0]:.3g} vs {rates[1][0]:.3g} img/s): "
+                   "is another process using this CPU? the CPU hours below are suspect")
+    for threads, (train, forward) in rates.items():
+        if train > forward:
+            out.append(f"at {threads} thread(s) a training step ({train:.3g} img/s) timed faster than a forward pass "
+                       f"({forward:.3g}): the CPU hours below are suspect")
+    return out
+
+
 def feed_rate(size: int, seconds: float = 0.5) -> float:
     """Images/s one feeding thread of this machine gathers at `size` px (random batches of an
     in-memory stand-in of the image cache: the warm-cache rate; benchmarks/feed_rate.py also
@@ -152,10 +237,11 @@ def feed_rate(size: int, seconds: float = 0.5) -> float:
     return delivery_rate(images, 64, seconds)
 
 
-def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True, devices: int = 1) -> dict:
+def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True, devices: int = 1,
+             published: bool = False) -> dict:
     """The cost table of a plan: per node images, TFLOPs, CPU hours; totals per GPU class, the
     wall time on `devices` GPUs of each class and the feed threads each GPU needs; the CPU wall
-    time with folds run `jobs` at a time."""
+    time with folds run `jobs` at a time.  `published`: demo-suite datasets at their real sizes."""
     cfg = plan.cfg
     size = C.backbone_settings(cfg)["input_size"]
     target = plan.targets[0]
@@ -164,7 +250,7 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
     train_flops, eval_flops = model_flops(model, size)
     cores = os.cpu_count() or 1
     rates = {t: measured_rates(model, size, t) for t in sorted({1, cores})} if measure else {}
-    work = plan_work(plan)
+    work = plan_work(plan, published)
 
     def rate_at(threads: int) -> tuple[float, float]:
         """Interpolated images/s at `threads` between the measured 1-thread and all-core rates."""
@@ -178,10 +264,10 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
              "TFLOPs": w.flops(train_flops, eval_flops) / 1e12,
              **({"CPU h (1 job)": w.seconds(rates[cores]) / 3600} if rates else {})} for w in work]
     total_flops = sum(w.flops(train_flops, eval_flops) for w in work)
-    peak, mfu = cfg["plan"]["gpus"], cfg["plan"]["utilisation"]
-    gpu_hours = {g: total_flops / (peak[g] * 1e12 * mfu) / 3600 for g in gpus}
-    gpu_wall = {g: gpu_wall_hours(work, train_flops, eval_flops, peak[g] * 1e12 * mfu, devices) for g in gpus}
-    gpu_rate = {g: peak[g] * 1e12 * mfu / train_flops for g in gpus}          # training images/s per GPU
+    priced = gpu_rates(cfg, gpus)
+    gpu_hours = {g: total_flops / priced[g].flops_per_s / 3600 for g in gpus}
+    gpu_wall = {g: gpu_wall_hours(work, train_flops, eval_flops, priced[g].flops_per_s, devices) for g in gpus}
+    gpu_rate = {g: priced[g].flops_per_s / train_flops for g in gpus}          # training images/s per GPU
     feed = feed_rate(size) if measure else None
     scaling = {}
     if rates:
@@ -198,4 +284,5 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
     return {"rows": rows, "train_flops": train_flops, "eval_flops": eval_flops, "size": size,
             "rates": rates, "gpu_hours": gpu_hours, "cpu_hours_by_jobs": scaling, "cores": cores,
             "devices": devices, "folds_per_device": cfg["folds_per_device"], "gpu_wall_hours": gpu_wall,
-            "gpu_train_rate": gpu_rate, "feed_rate": feed}
+            "gpu_train_rate": gpu_rate, "gpu_source": {g: priced[g].source for g in gpus}, "feed_rate": feed,
+            "sizes": dataset_sizes(plan, published), "warnings": timing_warnings(rates, cores)}

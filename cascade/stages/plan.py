@@ -96,8 +96,8 @@ def _shared_settings(cfg: dict) -> dict:
 
 def accelerator_settings(cfg: dict, gpus: int | None = None) -> dict:
     """How the devices train, resolved and keyed: `amp` (the autocast dtype) when mixed precision
-    is on, and on a GPU `channels_last` and `cudnn_benchmark`.  Empty for the CPU defaults, so CPU
-    keys stay what they were.  `gpus`: the visible GPU count (tests fake it; None asks torch)."""
+    is on, on a GPU `channels_last` and `cudnn_benchmark`, and portable CPU numerics when asked
+    for.  Empty for the CPU defaults, so CPU keys stay what they were.  `gpus`: the visible GPU count (tests fake it; None asks torch)."""
     devices = resolve_devices(cfg["devices"], gpu_count() if gpus is None else gpus)
     on_gpu = devices[0] != "cpu"
     t = cfg["train"]
@@ -109,6 +109,8 @@ def accelerator_settings(cfg: dict, gpus: int | None = None) -> dict:
         out["cudnn_benchmark"] = not t["deterministic"]
     elif t["channels_last"] == "on":
         out["channels_last"] = True
+    if t["numerics"] == "portable":       # only when set: native keys stay what they were
+        out["numerics"] = "portable"
     return out
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cascade import config as C
 from cascade.data.datasets import LabelSpace
+from cascade.progress import bar as progress_bar
 from cascade.protocols import folds as protocol_folds
 from cascade.stages import plan as P
 from cascade.runtime import configure, device
@@ -49,7 +50,6 @@ def _splits(runner: Runner, node: P.Node, n_folds: int, targets: np.ndarray) -> 
 
 def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
     """Run (or resume) the grid; write and return the table of all trials."""
-    from tqdm import tqdm
 
     t = cfg["tune"]
     plan = P.build(cfg)
@@ -68,7 +68,7 @@ def tune(cfg: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
     grid = list(itertools.product(t["lr"], t["batch_size"]))
     configure(cfg, 1)
     rows = []
-    for lr, bs in tqdm(grid, desc=f"tune {stage}", disable=not progress, leave=False):
+    for lr, bs in progress_bar(grid, desc=f"tune {stage}", enabled=progress):
         out = folder / f"lr{lr:g}_bs{bs}.json"
         if not out.exists():
             params = {**node.params, "lr": float(lr), "batch_size": int(bs), "epochs": int(t["epochs"]),

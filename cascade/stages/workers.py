@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from cascade.progress import bar as progress_bar
 from cascade.stages import FoldsFailed, log_to
 from cascade.stages.placement import Placement, pin, placement, threads_per_job
 
@@ -152,10 +153,9 @@ def run_folds(jobs: list, cfg: dict, progress: bool, desc: str, where: Placement
     {fold: error} of those that failed twice.  Each
     fold writes its own file, so the order they end in is free.  A job is anything picklable with
     `.name` and `.run(jobs)`: a fine-tuning fold (FoldJob) or a regressor fold (cascade.regress.run)."""
-    from tqdm import tqdm
 
     where = where or placement(cfg, len(jobs))
-    bar = tqdm(total=len(jobs), desc=f"{desc} folds", disable=not progress, leave=False)
+    bar = progress_bar(total=len(jobs), desc=f"{desc} folds", enabled=progress)
     errors = {}
     with contextlib.ExitStack() as stack:
         try:

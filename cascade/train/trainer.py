@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from cascade.metrics import expected_value_torch
 from cascade.models.age_model import AgeModel
+from cascade.progress import bar as progress_bar
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train import balance as B
 from cascade.train import cut as K
@@ -170,7 +171,6 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     memory): each batch is augmented whole, then forwarded in that many parts whose gradients
     are summed before the step, so the effective batch and the augmentation stay the same; only
     BatchNorm sees the smaller parts.  Epochs trained so are marked in the history."""
-    from tqdm import tqdm
 
     balance = params.get("balance", {})               # present only when set (see stages/plan.py)
     if balance.get("cap") or balance.get("remove"):    # fixed reductions: the same rows every epoch
@@ -273,7 +273,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     stopped = _should_stop(state["history"], stop_on, patience_stop) \
         or S.cycles_stalled(state["history"], stop_on, params)             # a resumed, stopped run
     epochs = range(state["epoch"], state["epoch"] if stopped else params["epochs"])
-    bar = tqdm(epochs, desc=desc or "train", disable=not progress, leave=False)
+    bar = progress_bar(epochs, desc=desc or "train", enabled=progress)
     for epoch in bar:
         gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         torch.manual_seed(epoch_seed(seed, epoch) + 1)          # dropout

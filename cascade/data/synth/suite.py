@@ -55,6 +55,7 @@ from PIL import Image
 
 from cascade.data.records import SYNTHETIC_MARKER
 from cascade.data.synth.render import Identity, render_background, render_face, render_face_wh, render_scene
+from cascade.progress import bar as progress_bar
 
 __all__ = ["write_suite", "suite_counts", "scaled", "planted", "BASE_COUNTS", "MIN_COUNTS", "NOISE", "DATASETS",
            "JPEG_QUALITY", "PLANT_QUALITY", "PLANTED_IDENTITIES", "PLANTED_DUPLICATES", "SUITE_VERSION",
@@ -848,7 +849,6 @@ def write_suite(out: Path, scale: float = 1.0, seed: int = 0, progress: bool = T
     Existing dataset folders that carry the synthetic marker are replaced; any other non-empty
     folder in the way is an error (the suite never overwrites real data).
     """
-    from tqdm import tqdm
 
     out = Path(out)
     scale = float(scale)
@@ -876,7 +876,7 @@ def write_suite(out: Path, scale: float = 1.0, seed: int = 0, progress: bool = T
     for ds in DATASETS:
         c = plan[ds]
         total = c.get("rows", c.get("images"))
-        with tqdm(total=total, desc=f"synthetic {ds}", unit="img", disable=not progress, leave=False) as bar:
+        with progress_bar(total=total, desc=f"synthetic {ds}", unit="img", enabled=progress) as bar:
             tick = bar.update
             root = out / ds
             if ds == "imdb":
