@@ -313,7 +313,8 @@ def validate(cfg: dict) -> None:
 _RANGES = {"epochs": (lambda v: v >= 0, "must be >= 0"), "patience": (lambda v: v >= 0, "must be >= 0"),
            "batch_size": (lambda v: v >= 1, "must be >= 1"), "lr": (lambda v: v > 0, "must be > 0"),
            "lr_factor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-           "val_fraction": (lambda v: 0 < v < 1, "must be between 0 and 1")}
+           "val_fraction": (lambda v: 0 < v < 1, "must be between 0 and 1"),
+           "processes": (lambda v: v >= 1, "must be >= 1")}
 
 
 def _get(cfg: dict, key: str) -> Any:

@@ -183,7 +183,11 @@ LIBRARIES = ("torch", "torchvision", "timm", "facenet-pytorch", "numpy", "scipy"
 #: Fingerprint fields that can move numbers; the rest (commit, cores) say where a run was made.
 #: A commit that moves numbers changes the stage keys instead.
 NUMERIC_FIELDS = ("python", *LIBRARIES, "libjpeg", "blas", "cpu", "cpu_kind", "cpu_capability", "numerics", "device", "gpu",
-                  "cuda", "cudnn", "threads_per_stage", "threads_per_fold", "deterministic")
+                  "cuda", "cudnn", "threads_per_stage", "threads_per_fold", "stage_processes", "deterministic")
+
+#: Number-moving fields added after records were first written, and the value an older record
+#: (made before the setting existed) had.
+FIELD_DEFAULTS = {"numerics": "native", "stage_processes": 1}
 
 #: The fields that stop moving numbers where both runs computed with `train.numerics=portable`.
 CPU_FIELDS = ("cpu", "cpu_kind")
@@ -231,6 +235,7 @@ def fingerprint(cfg: dict) -> dict:
         "threads_per_fold": placement(cfg, 1 << 30).threads,
         "deterministic": bool(cfg["train"]["deterministic"]),
         "numerics": cfg["train"]["numerics"],
+        "stage_processes": cfg["train"]["processes"],
     }
 
 
@@ -245,8 +250,8 @@ def numeric_differences(recorded: dict, now: dict, unrecorded: bool = False) -> 
     """The number-moving fields (:data:`NUMERIC_FIELDS`) in which two fingerprints differ, as
     ``name recorded → now``.  A field the record lacks (an older record) is not compared, or,
     with `unrecorded`, is itself a difference: nothing says the numbers were made alike."""
-    if recorded:          # a record from before train.numerics existed computed natively
-        recorded = {"numerics": "native", **recorded}
+    if recorded:          # a record from before a field existed was made at its default
+        recorded = {**FIELD_DEFAULTS, **recorded}
     portable = recorded.get("numerics") == now.get("numerics") == "portable"
     out = [f"{k} {recorded[k]} → {now[k]}" for k in NUMERIC_FIELDS
            if k in recorded and k in now and recorded[k] != now[k] and not (portable and k in CPU_FIELDS)]

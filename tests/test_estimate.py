@@ -133,3 +133,15 @@ def test_a_runs_first_line_prices_this_gpu_by_its_class(monkeypatch, name, cls):
     monkeypatch.setattr(cost, "_cuda_name", lambda: name)
     monkeypatch.setattr(cost, "device", lambda cfg: "cuda")
     assert cost.this_gpu_class(C.load([])) == ((name, cls) if cls else None)
+
+
+def test_an_intermediate_stage_on_several_gpus_shortens_the_wall_time(home):
+    """train.processes=N: an intermediate stage's wall time divides over min(N, devices) GPUs;
+    the folds' share is unchanged."""
+    words = FAST + [f"home={home}", "stage=imdb", "target=fgnet"]
+    one = estimate.estimate(P.build(C.load(words)), [1], ["h200"], measure=False, devices=4)
+    two = estimate.estimate(P.build(C.load(words + ["train.processes=2"])), [1], ["h200"], measure=False, devices=4)
+    work = estimate.plan_work(P.build(C.load(words)))
+    rate = estimate.gpu_rates(C.load(words), ["h200"])["h200"].flops_per_s
+    stage = work[0].flops(one["train_flops"], one["eval_flops"]) / rate / 3600
+    assert one["gpu_wall_hours"]["h200"] - two["gpu_wall_hours"]["h200"] == pytest.approx(stage / 2)

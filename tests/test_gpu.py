@@ -110,3 +110,16 @@ def test_mixed_precision_on_the_gpu_learns_and_resumes_to_the_same_history(tmp_p
         assert h_res["history"] == h_full["history"]
     finally:
         deterministic(False)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_an_intermediate_stage_trains_on_two_gpus_under_the_one_gpu_key(home):
+    """train.processes=2 on two GPUs (NCCL, SyncBatchNorm): the same stage key as on one GPU, and
+    a stage that learns."""
+    words = [*FAST, f"home={home}", f"run.results_dir={home}/results", "stage=imdb", "target=fgnet",
+             "stages.fgnet.protocol=hard-subjects", "train.processes=2", "devices=0,1"]
+    assert main(["run", *words, "--quiet"]) == 0
+    two = P.build(C.load(words))
+    assert two.nodes[1].key == P.build(C.load(words[:-2])).nodes[1].key
+    stage = home / "stages" / two.nodes[1].key
+    assert "2 processes (nccl): cuda:0, cuda:1" in (stage / "log.txt").read_text()

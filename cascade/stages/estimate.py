@@ -203,13 +203,13 @@ def gpu_rates(cfg: dict, gpus: list[str]) -> dict[str, GpuRate]:
 
 
 def gpu_wall_hours(work: list[Work], train_flops: float, eval_flops: float, flops_per_s: float,
-                   devices: int) -> float:
+                   devices: int, processes: int = 1) -> float:
     """Wall-clock hours on `devices` GPUs of `flops_per_s` each: intermediate stages one after
-    another on the first GPU, a target's folds spread over all of them (stages/placement.py).
-    K folds sharing one GPU (`folds_per_device`) fill it better; they do not raise its peak,
-    which the assumed utilisation already prices."""
-    seconds = sum(w.flops(train_flops, eval_flops) / flops_per_s / (min(devices, w.folds) if w.folds > 1 else 1)
-                  for w in work)
+    another, each on `processes` of the GPUs (`train.processes`, DDP; 1: the first GPU), a
+    target's folds spread over all of them (stages/placement.py).  K folds sharing one GPU
+    (`folds_per_device`) fill it better; they do not raise its rate, which was measured."""
+    seconds = sum(w.flops(train_flops, eval_flops) / flops_per_s
+                  / (min(devices, w.folds) if w.folds > 1 else min(devices, processes)) for w in work)
     return seconds / 3600
 
 
@@ -266,7 +266,8 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
     total_flops = sum(w.flops(train_flops, eval_flops) for w in work)
     priced = gpu_rates(cfg, gpus)
     gpu_hours = {g: total_flops / priced[g].flops_per_s / 3600 for g in gpus}
-    gpu_wall = {g: gpu_wall_hours(work, train_flops, eval_flops, priced[g].flops_per_s, devices) for g in gpus}
+    gpu_wall = {g: gpu_wall_hours(work, train_flops, eval_flops, priced[g].flops_per_s, devices,
+                                  cfg["train"]["processes"]) for g in gpus}
     gpu_rate = {g: priced[g].flops_per_s / train_flops for g in gpus}          # training images/s per GPU
     feed = feed_rate(size) if measure else None
     scaling = {}

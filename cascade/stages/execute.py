@@ -24,10 +24,11 @@ from cascade.protocols import validation_split
 from cascade.runtime import configure, device, numeric_environment
 from cascade.stages import log_to, read_folds
 from cascade.stages.leakage import leakage
-from cascade.stages.placement import placement
+from cascade.stages.placement import gpu_count, placement, resolve_devices
 from cascade.stages.plan import Node, Plan
 from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
+from cascade.train import distributed as D
 from cascade.train.trainer import Split, cut_of, fit, predict_proba, shared_features, shares_features
 
 
@@ -115,12 +116,26 @@ class Runner:
             p = node.params
             # its train / validation split, less what data.exclude_overlap removes (stages/leakage.py)
             train, val = leakage(self.plan, self.progress).rows(node)
-            model = model_source(self.plan, node.parent).build(labels, self.cfg["seed"])
+            source = model_source(self.plan, node.parent)
+            model = source.build(labels, self.cfg["seed"])
             log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
             threads = configure(self.cfg, 1)
-            result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
-                         labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
-                         log, self.progress, desc=node.label)
+            processes, why_not = self.cfg["train"]["processes"], D.unsupported(p)
+            if processes > 1 and why_not:
+                log(f"train.processes={processes}: trained in one process ({why_not})")
+            if processes > 1 and not why_not:
+                ranks, threads = D.rank_devices(resolve_devices(self.cfg["devices"], gpu_count()), processes)
+                log(f"{processes} processes ({D.backend(ranks[0])}): {', '.join(ranks)}, {threads} thread(s) each")
+                state, result = D.train_stage(D.StageJob(
+                    str(cache.path / "images.npy"), targets, train, val, source, labels, p, self.cfg["augment"],
+                    self.cfg["seed"], str(d.file("ckpt.pt")), ranks, threads, str(d.file("ranks")),
+                    str(d.file("log.txt")), node.label, self.progress, self.cfg["train"]["numerics"],
+                    bool(self.cfg["train"]["deterministic"])))
+                model.load_state_dict(state)
+            else:
+                result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
+                             labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
+                             log, self.progress, desc=node.label)
             _save_model(d, model, labels)
             atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
                                                        "report": portable(table.report.to_dict(), self.plan.home),

@@ -114,6 +114,15 @@ def accelerator_settings(cfg: dict, gpus: int | None = None) -> dict:
     return out
 
 
+def distributed_settings(cfg: dict, kind: str, gpus: int | None = None) -> dict:
+    """`train.processes` where it moves an intermediate stage's numbers: on the CPU, whose
+    processes normalise their own share of each batch (on GPUs BatchNorm is synchronised, so the
+    key does not depend on the count).  Empty otherwise."""
+    processes = cfg["train"]["processes"]
+    on_gpu = resolve_devices(cfg["devices"], gpu_count() if gpus is None else gpus)[0] != "cpu"
+    return {"processes": processes} if kind == "train" and processes > 1 and not on_gpu else {}
+
+
 def _bf16(devices: tuple[str, ...]) -> bool:
     """Every chosen GPU computes in bfloat16 natively (compute capability 8.0, Ampere, or later)."""
     import torch
@@ -202,6 +211,7 @@ def build(cfg: dict, generate: bool = True) -> Plan:
         mode = C.stage_mode(cfg, kind == "target", parent.kind == "root", stage)
         params = C.stage_params(cfg, stage, mode)
         params.update(accelerator_settings(cfg))     # empty on the CPU: CPU keys stay as they were
+        params.update(distributed_settings(cfg, kind))  # likewise empty unless several CPU processes
         if cfg["train"]["deterministic"]:          # only when on, likewise
             params["deterministic"] = True
         if cfg["labels"].get(stage):   # only when set: the default label space is the data's range

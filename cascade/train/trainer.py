@@ -14,11 +14,14 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from cascade.metrics import expected_value_torch
 from cascade.models.age_model import AgeModel
 from cascade.progress import bar as progress_bar
+from cascade.train.rank import Rank
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train import balance as B
 from cascade.train import cut as K
@@ -161,7 +164,7 @@ def _load_checkpoint(ckpt: Path, log: Callable[[str], None]) -> dict | None:
 def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np.ndarray,
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
         progress: bool = False, desc: str = "", features: np.ndarray | None = None,
-        accumulate: int = 1) -> dict:
+        accumulate: int = 1, rank: Rank | None = None) -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
     augment, select, loss, amp, channels_last, balance); leave in it the weights `select` names
     (the last epoch's, or the epoch with the best validation loss / MAE); return the history.
@@ -170,7 +173,10 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     across the folds of a protocol).  `accumulate` > 1 (a fold retried after running out of GPU
     memory): each batch is augmented whole, then forwarded in that many parts whose gradients
     are summed before the step, so the effective batch and the augmentation stay the same; only
-    BatchNorm sees the smaller parts.  Epochs trained so are marked in the history."""
+    BatchNorm sees the smaller parts.  Epochs trained so are marked in the history.  `rank`: this
+    process's place in a group training one stage together (train/distributed.py): each rank
+    forwards its share of every batch through DistributedDataParallel; rank 0 alone writes the
+    checkpoint."""
 
     balance = params.get("balance", {})               # present only when set (see stages/plan.py)
     if balance.get("cap") or balance.get("remove"):    # fixed reductions: the same rows every epoch
@@ -203,6 +209,12 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     scaler = torch.amp.GradScaler("cuda") if amp == "float16" and device_type == "cuda" else None
     memory_format = torch.channels_last if params.get("channels_last") else torch.contiguous_format
     model.to(memory_format=memory_format)
+    net = model                        # what a training step forwards through (DDP's wrapper in a group)
+    if rank is not None:
+        on_gpu = device_type == "cuda"
+        if on_gpu:                     # batch statistics over the whole batch (its parameters are kept)
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device)] if on_gpu else None)
 
     def autocast():
         return torch.autocast(device_type, dtype=torch.float16 if amp == "float16" else torch.bfloat16,
@@ -266,7 +278,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             rows = (split.train if which == "train" else split.val)[pos]
             return K.suffix_logits(model, cut, K.gather(features, rows, np.zeros(len(rows), np.int64)
                                                         if views is None else views, device))
-        return model(x)
+        return net(x) if model.training else model(x)
 
     patience_stop = params.get("early_stop")
     stop_on = criterion or "val_loss"
@@ -297,6 +309,9 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             # above a cut, the batch's mirror images drawn whole (as the affine augmentation is)
             views = (torch.rand(len(pos), generator=gen) < 0.5).numpy().astype(np.int64) \
                 if cut is not None and mirror else None
+            if rank is not None:          # augmented whole, then this rank's share of the batch
+                mine = rank.share(len(pos))
+                whole, pos, rows, x = len(pos), pos[mine], rows[mine], x[mine]
             for part in _parts(len(pos), accumulate):
                 with autocast():
                     logits = forward(None if x is None else x[part], "train", pos[part],
@@ -304,7 +319,10 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                 t = to_device(split.targets[rows[part]], device)
                 loss = loss_fn(logits.float(), t, values)
                 loss = (loss if weights is None else loss * weights[t]).mean() * (len(t) / len(pos))
-                (loss if scaler is None else scaler.scale(loss)).backward()
+                # in a group DDP averages the ranks' gradients: each rank's loss is its share's
+                # part of the whole batch's mean, times the rank count
+                step = loss if rank is None else loss * (len(pos) * rank.world / whole)
+                (step if scaler is None else scaler.scale(step)).backward()
                 total += loss.detach().double() * len(rows)
             if scaler is not None:
                 scaler.step(opt)
@@ -312,6 +330,11 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             else:
                 opt.step()
             count += len(rows)
+        if rank is not None:              # the epoch's loss over every rank's share
+            counted = torch.tensor(float(count), dtype=torch.float64, device=device)
+            dist.all_reduce(total)
+            dist.all_reduce(counted)
+            count = int(counted)
         with autocast():
             val_loss, val_mae = _validate(model, split, prepare, forward, inputs, values, loss_fn, device)
         if len(split.val):                 # no validation rows: the lr stays (nothing to plateau on)
@@ -324,9 +347,10 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
             state.update(best_val=record[criterion], best_epoch=epoch + 1,
                          best_state=copy.deepcopy(model.state_dict()))
         state["epoch"] = epoch + 1
-        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict(), "state": state,
-                           **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
+        if rank is None or rank.leader:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "state": state,
+                               **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
         if _should_stop(state["history"], stop_on, patience_stop):
