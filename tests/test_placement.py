@@ -169,3 +169,45 @@ def test_a_last_fold_left_alone_trains_with_the_threads_of_the_full_run(tmp_path
     where = placement(cfg, 82, gpus=0, cores=2)
     assert W.run_folds([Slots("081", str(tmp_path))], cfg, False, "t", where) == {}
     assert (tmp_path / "081").read_text() == "2"
+
+
+def test_the_cluster_recipe_asks_for_workers_only_when_the_folds_start(home, monkeypatch):
+    """docs/recipes/cluster.py on a simulated batch system (a local dask cluster that starts
+    its workers when the recipe scales it): the intermediate stage is trained before any worker
+    is asked for, then the folds run on the workers and the results folder is written."""
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("dask_jobqueue")
+    import importlib.util
+
+    from conftest import FAST
+    spec = importlib.util.spec_from_file_location("cluster_recipe", Path(__file__).parent.parent / "docs/recipes/cluster.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    asked = []
+
+    class Batch:
+        """A batch system that starts the worker jobs when asked (here: local processes)."""
+
+        def __init__(self, *args, **kwargs):
+            self.local = distributed.LocalCluster(n_workers=0, threads_per_worker=1, host="127.0.0.1",
+                                                  dashboard_address=":0")
+            self.scheduler_address = self.local.scheduler_address
+
+        def scale(self, jobs: int) -> None:
+            asked.append((jobs, sorted(p.name for p in (home / "stages").glob("*/COMPLETE.json"))))
+            self.local.scale(jobs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.local.close()
+
+    monkeypatch.setattr(recipe, "make_cluster", Batch)
+    words = [*FAST, "stage=imdb", "target=fgnet", "stages.fgnet.protocol=hard-subjects",
+             f"run.results_dir={home}/results"]
+    assert recipe.main(["slurm", "--workers", "2", "--home", str(home), "--", *words]) == 0
+    assert len(asked) == 1 and asked[0][0] == 2
+    assert asked[0][1] == ["COMPLETE.json"]            # the IMDB stage was complete, nothing else
+    folder = next((home / "results").glob("fgnet-demo-*"))
+    assert (folder / "table.csv").exists()

@@ -211,7 +211,9 @@ def _ended(stack: contextlib.ExitStack, jobs: list, cfg: dict, where: Placement)
 def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls, gpu: bool):
     """joblib's dask backend on the cluster at `scheduler` (the same fold function as loky).  On
     GPUs every fold task asks for `resources={"GPU": 1}`: the scheduler runs it only on a worker
-    that declared a GPU (`dask worker ... --resources GPU=1`), one fold per GPU at a time."""
+    that declared a GPU (`dask worker ... --resources GPU=1`), one fold per GPU at a time.  It
+    waits up to `scheduler_wait` seconds for a first worker (joblib's default is 10 s, shorter
+    than a batch queue)."""
     from joblib import Parallel, parallel_config
     try:
         from distributed import Client
@@ -220,5 +222,6 @@ def _on_dask(stack: contextlib.ExitStack, cfg: dict, n: int, calls, gpu: bool):
     if not cfg["scheduler"]:
         raise ValueError("backend=dask needs scheduler=tcp://HOST:PORT (the dask scheduler's address)")
     stack.enter_context(Client(cfg["scheduler"]))
-    stack.enter_context(parallel_config(backend="dask", **({"resources": {"GPU": 1}} if gpu else {})))
+    stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=cfg["scheduler_wait"],
+                                        **({"resources": {"GPU": 1}} if gpu else {})))
     return Parallel(n_jobs=n, return_as="generator")(calls)

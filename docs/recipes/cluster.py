@@ -1,8 +1,10 @@
 """A study's folds on a SLURM or PBS cluster: dask-jobqueue starts one dask worker per GPU job,
 each declaring `--resources GPU=K`, and the run sends every fold there (backend=dask).
 
-Submit this script itself as a one-GPU job; it trains the intermediate stages on its own GPU,
-starts the workers and hands them the target's folds, and writes the results like any run:
+Submit this script itself as a one-GPU job; it trains the intermediate stages on its own GPU
+(several GPUs with `--gres=gpu:N` and `train.processes=N`), asks the batch system for the worker
+jobs only then, when there are folds for them (no GPU waits through the IMDB and AgeDB stages),
+hands them the target's folds, and writes the results like any run:
 
     sbatch --gres=gpu:1 --cpus-per-task=8 --mem=64G --time=48:00:00 --wrap \\
       "python docs/recipes/cluster.py slurm --workers 8 --home /shared/cascade -- \\
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def make_cluster(system: str, cores: int, memory: str, walltime: str, home: str,
@@ -47,14 +50,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", required=True, help="$CASCADE_HOME on a disk every node sees")
     ap.add_argument("--directive", action="append", default=[], help="another batch directive (repeatable)")
     ap.add_argument("settings", nargs="*", metavar="key=value", help="the run's settings (after --)")
-    args = ap.parse_args(argv)
-    from cascade.cli import main as cascade
+    args = ap.parse_intermixed_args(argv)     # the settings may follow the options (after --)
+    from cascade import config as C
+    from cascade.report.tables import write_run
+    from cascade.stages import plan as P
+    from cascade.stages.execute import Runner
 
     with make_cluster(args.system, args.cores, args.memory, args.walltime, args.home, args.folds_per_gpu,
                       extra=tuple(args.directive)) as cluster:
-        cluster.scale(jobs=args.workers)
-        return cascade(["run", *args.settings, f"home={args.home}", "backend=dask",
-                        f"scheduler={cluster.scheduler_address}", f"jobs={args.workers * args.folds_per_gpu}"])
+        settings = [*C.expand(args.settings), f"home={args.home}", "backend=dask",
+                    f"scheduler={cluster.scheduler_address}", f"jobs={args.workers * args.folds_per_gpu}"]
+        plans = [P.build(cfg) for cfg in C.per_seed(C.load(settings))]
+        for plan in plans:                          # the intermediate stages, here, before any worker
+            runner = Runner(plan, progress=False)
+            for node in plan.nodes:
+                if node.kind == "train":
+                    runner.run_train(node)
+        cluster.scale(jobs=args.workers)            # now there is work for them: the folds
+        for plan in plans:
+            Runner(plan, progress=False).run()      # the intermediate stages are cached: folds only
+        md, folder = write_run(plans, Path(plans[0].cfg["run"]["results_dir"]), settings)
+        print(md)
+        print(f"written to {folder}/")
+    return 0
 
 
 if __name__ == "__main__":
