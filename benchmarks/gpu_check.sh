@@ -14,6 +14,6 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_placement.py tests/test_trainer.py 2>&1 | tee "$out/tests.txt"
 python3 benchmarks/feed_rate.py --seconds 3 2>&1 | tee "$out/feed_rate_h200.txt"
 for n in 4096 16384; do
-    python3 benchmarks/train_overhead.py --device cuda --backbone resnet50 --size 224 --n $n --batch 128 --repeats 3 \
+    python3 benchmarks/train_overhead.py --device cuda --backbone resnet50 --size 224 --n $n --batch 128 --repeats 3 --epochs 3 \
         --threads 4 2>&1 | tee -a "$out/train_overhead_h200.txt"
 done

@@ -23,7 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cascade import config as C
 from cascade.models import AgeModel, build_backbone
+from cascade.stages.cost import this_gpu_class
+from cascade.stages.estimate import model_flops
 from cascade.train.augment import random_affine
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train.trainer import Split, epoch_seed, fit
@@ -74,6 +77,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=1,
+                    help="epochs per timed fit (>1: the steady state, where a GPU run's checkpoint is written "
+                         "in the background while the next epoch trains); times are per epoch")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gpu = args.device.startswith("cuda")
@@ -87,7 +93,7 @@ def main() -> None:
         targets = rng.integers(0, classes, args.n)
         idx = np.arange(args.n)
         split = Split(images, targets, idx[: args.n * 4 // 5], idx[args.n * 4 // 5:])
-        params = {"lr": 1e-3, "batch_size": args.batch, "epochs": 1, "patience": 3, "lr_factor": 0.5,
+        params = {"lr": 1e-3, "batch_size": args.batch, "epochs": args.epochs, "patience": 3, "lr_factor": 0.5,
                   "mode": "full", "augment": True, "select": "last",
                   **({"amp": "bfloat16", "channels_last": True} if gpu else {})}
         values = torch.arange(classes, dtype=torch.float32)
@@ -97,25 +103,34 @@ def main() -> None:
         for r in range(args.repeats):
             model = _model(args.backbone, classes)
             t = time.perf_counter()
-            bare_epoch(model, memory, split, params, values)
-            bare.append(time.perf_counter() - t)
+            for _ in range(args.epochs):
+                bare_epoch(model, memory, split, params, values)
+            bare.append((time.perf_counter() - t) / args.epochs)
             model = _model(args.backbone, classes)
             ckpt = Path(tmp) / f"ckpt{r}.pt"
             t = time.perf_counter()
             fit(model, split, params, AUG, values.numpy(), ckpt, seed=0, device=args.device, log=lambda m: None)
-            harness.append(time.perf_counter() - t)
+            harness.append((time.perf_counter() - t) / args.epochs)
         saved = safe_torch_load(ckpt)                                # what fit writes after every epoch
         t = time.perf_counter()
         atomic_torch_save(saved, Path(tmp) / "again.pt")
         ckpt_seconds = time.perf_counter() - t
     n_train = len(split.train)
-    print(f"{args.backbone} at {args.size} px, {args.n} images, batch {args.batch}, {args.threads} threads, "
+    print(f"{args.backbone} at {args.size} px, {args.n} images, batch {args.batch}, {args.epochs} epoch(s) per fit, "
+          f"{args.threads} threads, "
           f"{args.device}{' (bfloat16, channels_last)' if gpu else ''}; training img/s: bare "
           f"{n_train / statistics.median(bare):,.0f}, harness {n_train / statistics.median(harness):,.0f}")
     print("  bare PyTorch epoch  " + "  ".join(f"{t:6.2f}s" for t in bare))
     print("  harness epoch       " + "  ".join(f"{t:6.2f}s" for t in harness))
+    flops = model_flops(_model(args.backbone, classes), args.size)[0]          # forward + backward per image
+    achieved = {name: n_train * flops / statistics.median(t) / 1e12 for name, t in (("bare", bare), ("harness", harness))}
+    card = this_gpu_class(C.load([f"devices={args.device}"])) if gpu else None
+    peak = C.load([])["plan"]["gpus"][card[1]] if card else None
+    print(f"  {flops / 1e9:.3g} GFLOPs per training image: bare {achieved['bare']:.3g}, harness "
+          f"{achieved['harness']:.3g} TFLOP/s" + (f" = {achieved['bare'] / peak:.1%} / {achieved['harness'] / peak:.1%} "
+                                                 f"of the {card[0]}'s {peak:g} TFLOP/s 16-bit peak" if peak else ""))
     print(f"harness / bare (median of {args.repeats}): {statistics.median(harness) / statistics.median(bare):.3f}; "
-          f"of the harness's epoch, the checkpoint write takes {ckpt_seconds:.2f}s")
+          f"a checkpoint write takes {ckpt_seconds:.2f}s ({'in the background on a GPU' if gpu else 'in line on the CPU'})")
 
 
 if __name__ == "__main__":

@@ -61,3 +61,28 @@ def test_sweep_removes_killed_writers_temporaries_in_every_subfolder(tmp_path):
     assert d.sweep() == len(stale)
     left = sorted(str(p.relative_to(d.path)) for p in d.path.rglob("*") if p.is_file())
     assert left == ["figures/a.png", "folds/001.csv", "folds/validation/026.csv", "x.json"]
+
+
+def test_a_background_checkpoint_holds_the_state_of_the_moment_it_was_saved(tmp_path):
+    """A GPU run writes its checkpoint while the next epoch trains: what lands on disk is the
+    state at `save` (training goes on changing the live tensors), writes land in order, and a
+    failed write is raised by the next `wait`."""
+    import torch
+
+    from cascade.store import BackgroundSaver, safe_torch_load
+
+    saver = BackgroundSaver()
+    live = {"w": torch.zeros(1000), "history": [1]}
+    saver.save(live, tmp_path / "ckpt.pt")
+    live["w"] += 1                        # the next epoch trains on
+    live["history"].append(2)
+    saver.save(live, tmp_path / "ckpt2.pt")
+    saver.wait()
+    first, second = safe_torch_load(tmp_path / "ckpt.pt"), safe_torch_load(tmp_path / "ckpt2.pt")
+    assert first["w"].sum() == 0 and first["history"] == [1]
+    assert second["w"].sum() == 1000 and second["history"] == [1, 2]
+    (tmp_path / "a-file").write_text("")
+    saver.save(live, tmp_path / "a-file" / "ckpt.pt")          # its folder cannot exist
+    with pytest.raises(OSError):
+        saver.wait()
+    saver.wait()                          # the error is raised once

@@ -22,7 +22,7 @@ from cascade.metrics import expected_value_torch
 from cascade.models.age_model import AgeModel
 from cascade.progress import bar as progress_bar
 from cascade.train.rank import Rank
-from cascade.store import atomic_torch_save, safe_torch_load
+from cascade.store import BackgroundSaver, safe_torch_load
 from cascade.train import balance as B
 from cascade.train import cut as K
 from cascade.train import schedule as S
@@ -280,85 +280,91 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                                                         if views is None else views, device))
         return net(x) if model.training else model(x)
 
+    saver = BackgroundSaver(background=device_type == "cuda")   # a GPU trains on while it is written
     patience_stop = params.get("early_stop")
     stop_on = criterion or "val_loss"
     stopped = _should_stop(state["history"], stop_on, patience_stop) \
         or S.cycles_stalled(state["history"], stop_on, params)             # a resumed, stopped run
     epochs = range(state["epoch"], state["epoch"] if stopped else params["epochs"])
     bar = progress_bar(epochs, desc=desc or "train", enabled=progress)
-    for epoch in bar:
-        gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        torch.manual_seed(epoch_seed(seed, epoch) + 1)          # dropout
-        model.train()
-        if head_only:
-            model.body.eval()
-        S.set_epoch(model, params, epoch)
-        if S.cycle_lr(params, epoch) is not None:       # a gradual-unfreezing cycle begins
-            for group in opt.param_groups:
-                group["lr"] = S.cycle_lr(params, epoch) * group.get("lr_scale", 1.0)
-        order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
-        # the epoch's loss is summed on the device (float64, in step order: the same number as
-        # summing on the host, without a host sync every step)
-        total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-        batches = train_batches(order, params["batch_size"])
-        for pos, x in zip(batches, inputs("train", batches)):
-            rows = split.train[pos]
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                x = prepare(x, rows, gen)
-            # above a cut, the batch's mirror images drawn whole (as the affine augmentation is)
-            views = (torch.rand(len(pos), generator=gen) < 0.5).numpy().astype(np.int64) \
-                if cut is not None and mirror else None
-            if rank is not None:          # augmented whole, then this rank's share of the batch
-                mine = rank.share(len(pos))
-                whole, pos, rows, x = len(pos), pos[mine], rows[mine], x[mine]
-            for part in _parts(len(pos), accumulate):
+    try:
+        for epoch in bar:
+            gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+            torch.manual_seed(epoch_seed(seed, epoch) + 1)          # dropout
+            model.train()
+            if head_only:
+                model.body.eval()
+            S.set_epoch(model, params, epoch)
+            if S.cycle_lr(params, epoch) is not None:       # a gradual-unfreezing cycle begins
+                for group in opt.param_groups:
+                    group["lr"] = S.cycle_lr(params, epoch) * group.get("lr_scale", 1.0)
+            order = B.epoch_order(train_targets, balance.get("sampler", "none"), gen)
+            # the epoch's loss is summed on the device (float64, in step order: the same number as
+            # summing on the host, without a host sync every step)
+            total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+            batches = train_batches(order, params["batch_size"])
+            for pos, x in zip(batches, inputs("train", batches)):
+                rows = split.train[pos]
+                opt.zero_grad(set_to_none=True)
                 with autocast():
-                    logits = forward(None if x is None else x[part], "train", pos[part],
-                                     None if views is None else views[part])
-                t = to_device(split.targets[rows[part]], device)
-                loss = loss_fn(logits.float(), t, values)
-                loss = (loss if weights is None else loss * weights[t]).mean() * (len(t) / len(pos))
-                # in a group DDP averages the ranks' gradients: each rank's loss is its share's
-                # part of the whole batch's mean, times the rank count
-                step = loss if rank is None else loss * (len(pos) * rank.world / whole)
-                (step if scaler is None else scaler.scale(step)).backward()
-                total += loss.detach().double() * len(rows)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            count += len(rows)
-        if rank is not None:              # the epoch's loss over every rank's share
-            counted = torch.tensor(float(count), dtype=torch.float64, device=device)
-            dist.all_reduce(total)
-            dist.all_reduce(counted)
-            count = int(counted)
-        with autocast():
-            val_loss, val_mae = _validate(model, split, prepare, forward, inputs, values, loss_fn, device)
-        if len(split.val):                 # no validation rows: the lr stays (nothing to plateau on)
-            sched.step(val_loss)
-        record = {"epoch": epoch + 1, "train_loss": float(total) / max(count, 1), "val_loss": val_loss,
-                  "val_mae": val_mae, "lr": opt.param_groups[0]["lr"],
-                  **({"accumulate": accumulate} if accumulate > 1 else {})}
-        state["history"].append(record)
-        if criterion and record[criterion] < state["best_val"]:
-            state.update(best_val=record[criterion], best_epoch=epoch + 1,
-                         best_state=copy.deepcopy(model.state_dict()))
-        state["epoch"] = epoch + 1
-        if rank is None or rank.leader:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "state": state,
-                               **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
-        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
-        if _should_stop(state["history"], stop_on, patience_stop):
-            log(f"early stop: {stop_on} has not improved for {patience_stop} epochs")
-            break
-        if S.cycles_stalled(state["history"], stop_on, params):
-            log(f"early stop: the last unfreezing cycles did not improve {stop_on}")
-            break
+                    x = prepare(x, rows, gen)
+                # above a cut, the batch's mirror images drawn whole (as the affine augmentation is)
+                views = (torch.rand(len(pos), generator=gen) < 0.5).numpy().astype(np.int64) \
+                    if cut is not None and mirror else None
+                if rank is not None:          # augmented whole, then this rank's share of the batch
+                    mine = rank.share(len(pos))
+                    whole, pos, rows, x = len(pos), pos[mine], rows[mine], x[mine]
+                for part in _parts(len(pos), accumulate):
+                    with autocast():
+                        logits = forward(None if x is None else x[part], "train", pos[part],
+                                         None if views is None else views[part])
+                    t = to_device(split.targets[rows[part]], device)
+                    loss = loss_fn(logits.float(), t, values)
+                    loss = (loss if weights is None else loss * weights[t]).mean() * (len(t) / len(pos))
+                    # in a group DDP averages the ranks' gradients: each rank's loss is its share's
+                    # part of the whole batch's mean, times the rank count
+                    step = loss if rank is None else loss * (len(pos) * rank.world / whole)
+                    (step if scaler is None else scaler.scale(step)).backward()
+                    total += loss.detach().double() * len(rows)
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                count += len(rows)
+            if rank is not None:              # the epoch's loss over every rank's share
+                counted = torch.tensor(float(count), dtype=torch.float64, device=device)
+                dist.all_reduce(total)
+                dist.all_reduce(counted)
+                count = int(counted)
+            with autocast():
+                val_loss, val_mae = _validate(model, split, prepare, forward, inputs, values, loss_fn, device)
+            if len(split.val):                 # no validation rows: the lr stays (nothing to plateau on)
+                sched.step(val_loss)
+            record = {"epoch": epoch + 1, "train_loss": float(total) / max(count, 1), "val_loss": val_loss,
+                      "val_mae": val_mae, "lr": opt.param_groups[0]["lr"],
+                      **({"accumulate": accumulate} if accumulate > 1 else {})}
+            state["history"].append(record)
+            if criterion and record[criterion] < state["best_val"]:
+                state.update(best_val=record[criterion], best_epoch=epoch + 1,
+                             best_state=copy.deepcopy(model.state_dict()))
+            state["epoch"] = epoch + 1
+            if rank is None or rank.leader:
+                saver.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "state": state,
+                            **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
+            log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
+            if _should_stop(state["history"], stop_on, patience_stop):
+                log(f"early stop: {stop_on} has not improved for {patience_stop} epochs")
+                break
+            if S.cycles_stalled(state["history"], stop_on, params):
+                log(f"early stop: the last unfreezing cycles did not improve {stop_on}")
+                break
+    except BaseException:
+        saver.wait(raise_error=False)   # an epoch's write ends before anyone resumes or retries from the file
+        raise
+    saver.wait()                       # the last checkpoint is on disk (or its error raised) before we return
     if criterion:
         model.load_state_dict(state["best_state"])
     for p in model.parameters():
