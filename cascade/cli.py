@@ -379,9 +379,9 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: 
     for j, h in est["cpu_hours_by_jobs"].items():
         print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
               f"thread(s) per job)")
-    print("\nGPU rates are the harness's own (measured through it); this CPU's are bare training steps, so "
-          "its hours are a lower bound (decoding the image cache once and per-step overheads not counted). "
-          "Early stopping only shortens a run.")
+    print("\nRates are the harness's own: each GPU class's measured through it, this CPU's training rate "
+          "from an epoch of its trainer (forward passes bare). Decoding the image cache once is not counted; "
+          "early stopping only shortens a run.")
     return 0
 
 

@@ -12,14 +12,14 @@ forward per image).  Work is priced two ways:
   benchmarks/gpu_check.sh; a class without a measurement is scaled from one of comparable peak,
   and only a class with none falls back to peak x `plan.utilisation`; the output names the
   source of every class) -> GPU-hours;
-* this machine's measured images/s for a training step and a forward pass, at 1 thread and at
-  all cores -> CPU hours, and how folds in parallel (`--jobs`, cores / jobs threads each) scale.
+* this machine's measured images/s for training (an epoch of the harness's own trainer) and a
+  forward pass, at 1 thread and at all cores -> CPU hours, and how folds in parallel (`--jobs`,
+  cores / jobs threads each) scale.
 
 Dataset sizes come from the data; a dataset read from the demo suite is priced at its published
 size when asked (`published=True`, what `cascade plan` does: a study is planned before its data
-is here), and the output says which.  What it leaves out (so an estimate is a lower bound):
-decoding the image cache once, Python overhead between steps, and early stopping (which only
-shortens a run).
+is here), and the output says which.  What it leaves out: decoding the image cache once, and
+early stopping (which only shortens a run).
 """
 from __future__ import annotations
 
@@ -73,11 +73,15 @@ def model_flops(model: AgeModel, size: int) -> tuple[float, float]:
     return train, counter.get_total_flops() / 2
 
 
-def measured_rates(model: AgeModel, size: int, threads: int, seconds: float = 2.0) -> tuple[float, float]:
+def measured_rates(model: AgeModel, size: int, threads: int, seconds: float = 2.0,
+                   aug: dict | None = None) -> tuple[float, float]:
     """This machine's (training, forward) images/s at `threads` torch threads: Adam steps on
     random batches (small batches for large inputs, so it stays quick), timed step by step for
     about `seconds` after a warm-up step; the median step is used, so a moment of contention
-    from another process does not decide the estimate."""
+    from another process does not decide the estimate.  With `aug` (the run's augmentation) the
+    training rate is the harness's own: one epoch of `trainer.fit` over random images, timed
+    whole (the data feed, augmentation, loss bookkeeping and the checkpoint write included), on
+    as many images as the bare steps say fit in about `seconds`."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -104,9 +108,35 @@ def measured_rates(model: AgeModel, size: int, threads: int, seconds: float = 2.
                 step()
                 times.append(time.perf_counter() - t)
             return batch / float(np.median(times))
-        return rate(train_step), rate(eval_step)
+        bare = rate(train_step)
+        forward = rate(eval_step)
+        return (bare if aug is None else harness_rate(model, size, batch, bare * seconds, aug)), forward
     finally:
         torch.set_num_threads(before)
+
+
+def harness_rate(model: AgeModel, size: int, batch: int, images: float, aug: dict) -> float:
+    """Training images/s of one `trainer.fit` epoch over `images` random images (at least three
+    batches), everything the harness does per epoch included."""
+    import tempfile
+    from pathlib import Path
+
+    from cascade.train.trainer import Split, fit
+
+    n = max(3 * batch, int(images) // batch * batch)
+    rng = np.random.default_rng(0)
+    classes = model.classifier.out_features
+    split = Split(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), rng.integers(0, classes, n),
+                  np.arange(n), np.arange(0))
+    params = {"mode": "full", "lr": 1e-4, "batch_size": batch, "epochs": 1, "patience": 3, "augment": True,
+              "select": "last"}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory(prefix="cascade-rate-") as tmp:
+        start = time.perf_counter()
+        fit(model, split, params, aug, np.arange(classes, dtype=float), Path(tmp) / "ckpt.pt", seed=0, log=lambda m: None)
+        seconds = time.perf_counter() - start
+    model.load_state_dict(state)
+    return n / seconds
 
 
 def dataset_sizes(plan: Plan, published: bool = False) -> dict[str, tuple[int, str]]:
@@ -249,7 +279,7 @@ def estimate(plan: Plan, jobs: list[int], gpus: list[str], measure: bool = True,
     model = AgeModel(build_backbone(cfg["backbone"]), classes, cfg["head"]["hidden"], cfg["head"]["dropout"])
     train_flops, eval_flops = model_flops(model, size)
     cores = os.cpu_count() or 1
-    rates = {t: measured_rates(model, size, t) for t in sorted({1, cores})} if measure else {}
+    rates = {t: measured_rates(model, size, t, aug=cfg["augment"]) for t in sorted({1, cores})} if measure else {}
     work = plan_work(plan, published)
 
     def rate_at(threads: int) -> tuple[float, float]:
