@@ -230,8 +230,10 @@ def validate(cfg: dict) -> None:
         if key == "backbone" and str(value).startswith("timm:") and len(value) > 5:
             continue
         if value not in valid:
+            grid = (f" Several {key}s are a study: `cascade study FILE` runs backbones x targets from one file "
+                    f"(configs/studies/thesis.yaml)." if key in ("backbone", "target") and "," in str(value) else "")
             raise ConfigError(f"{key}={value!r} is not valid.{did_you_mean(value, valid)} "
-                              f"Valid values: {', '.join(valid)}")
+                              f"Valid values: {', '.join(valid)}.{grid}")
     if not re.fullmatch(r"auto|cpu|cuda|\d+(,\d+)*", str(cfg["devices"])):
         raise ConfigError(f"devices={cfg['devices']!r}: expected auto, cpu, cuda or GPU ordinals like 0,1,3")
     for k in cfg["report"]["tolerance"]:

@@ -71,6 +71,8 @@ def test_every_cell_is_checked_before_anything_trains(tmp_path, home, capsys):
     assert not (home / "stages").exists() or not any((home / "stages").iterdir())
     assert main(["study", str(path), "backbone=demo"]) == 2
     assert "a study's backbones and targets are its file's" in capsys.readouterr().err
+    assert main(["run", "backbone=demo,timm:resnet10t", "--dry-run"]) == 2
+    assert "Several backbones are a study: `cascade study FILE`" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("study: {backbones: demo}\n")
     assert main(["study", str(bad)]) == 2
