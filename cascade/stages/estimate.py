@@ -26,8 +26,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tempfile
 import time
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +40,7 @@ from cascade.data.datasets import PUBLISHED_SIZES, LabelSpace
 from cascade.models import AgeModel, build_backbone
 from cascade.protocols import folds as protocol_folds
 from cascade.stages.plan import Plan
+from cascade.train.trainer import Split, fit
 
 
 @dataclasses.dataclass
@@ -118,11 +121,6 @@ def measured_rates(model: AgeModel, size: int, threads: int, seconds: float = 2.
 def harness_rate(model: AgeModel, size: int, batch: int, images: float, aug: dict) -> float:
     """Training images/s of one `trainer.fit` epoch over `images` random images (at least three
     batches), everything the harness does per epoch included."""
-    import tempfile
-    from pathlib import Path
-
-    from cascade.train.trainer import Split, fit
-
     n = max(3 * batch, int(images) // batch * batch)
     rng = np.random.default_rng(0)
     classes = model.classifier.out_features
