@@ -48,6 +48,7 @@ SHORT = {"layer": "features.layer", "pooling": "features.pooling", "engine": "re
 
 def _parser() -> argparse.ArgumentParser:
     from cascade.models.importers import IMPORTERS
+    from cascade.predict.faces import FACES
 
     p = argparse.ArgumentParser(prog="cascade", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("settings", nargs="+", metavar="STAGE PATH [PATH ...] | key=value")
     pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="FILE.csv or FILE.jsonl "
                                                                                "(default predictions.csv)")
-    pr.add_argument("--faces", choices=["central", "all", "given"], default="central",
+    pr.add_argument("--faces", choices=FACES, default="central",
                     help="MTCNN's central face (default), every face, or the files as given face crops")
     pr.add_argument("--annotate", type=Path, metavar="DIR", help="write the photographs with boxes and ages here")
     pr.add_argument("--fit-all", action="store_true", help="STAGE is a target, fitted on all its images")

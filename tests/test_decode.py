@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cascade.data.cache import _load_one, decode_rgb
+from cascade.data.cache import decode_file, decode_rgb, place
 
 W, H = 64, 48
 
@@ -19,6 +19,12 @@ def _scene() -> np.ndarray:
     rgb = np.dstack([x * 4, y * 5, np.full((H, W), 90)]).astype(np.uint8)
     rgb[:12, :12] = 255
     return rgb
+
+
+def _load_one(path, box, size: int, margin: float):
+    """What the cache does with one listed file: (pixels or None, quarantine reason, sha256)."""
+    im, reason, digest = decode_file(path)
+    return (None if im is None else place(im, box, size, {"margin": margin})), reason, digest
 
 
 def _ok(path):

@@ -82,12 +82,6 @@ def _crop(im: Image.Image, box, size: int, margin: float) -> np.ndarray:
     return np.asarray(crop.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def _load_one(path: Path, box, size: int, margin: float):
-    """(pixels or None, quarantine reason or None, sha256 of the file's bytes or "")."""
-    im, reason, digest = decode_file(path)
-    return (None if im is None else _crop(im, box, size, margin)), reason, digest
-
-
 class ImageCache:
     """Images of a dataset table as an (N, size, size, 3) uint8 memory map, row-aligned with
     `table.frame` after decode failures were removed."""

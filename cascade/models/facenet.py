@@ -22,7 +22,6 @@ from cascade.models.mobilefacenet import extract_state_dict, match_body, safe_lo
 
 log = logging.getLogger(__name__)
 
-INPUT_SIZE = 160
 CHANNELS = 1792
 #: facenet-pytorch's fixed_image_standardization: (x - 127.5) / 128 on RGB.
 PREPROCESSING = Preprocessing("RGB", 1.0, (127.5, 127.5, 127.5), (128.0, 128.0, 128.0))

@@ -217,11 +217,6 @@ def _datenum(d: _dt.date) -> float:
     return float(d.toordinal() + 366)
 
 
-def _imdb_age(dob: _dt.date, taken: int) -> int:
-    """Years completed on 1 July of ``taken`` (no planted dob falls on 1 July)."""
-    return taken - dob.year - (1 if (dob.month, dob.day) > (7, 1) else 0)
-
-
 def _write_imdb(root: Path, n_rows: int, n_sub: int, seed: int, progress, part: str = "imdb",
                 plant: dict | None = None) -> dict:
     """One part of IMDB-WIKI (`part` = imdb | wiki: `<part>.mat` with struct key `<part>`, the
