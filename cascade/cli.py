@@ -213,10 +213,9 @@ def next_steps(folder: Path, cfg: dict) -> str:
 
 
 def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
-    from cascade.report.tables import write_run
+    from cascade.report.tables import run_and_write
     from cascade.stages import cost
     from cascade.stages import plan as P
-    from cascade.stages.execute import Runner
 
     settings = C.expand(settings)        # a settings file's words go into run.json, not its path
     cfg = _load(settings)
@@ -247,9 +246,7 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
         return 0
     if not quiet:
         print(cost.start_line(plans))
-    for plan in plans:
-        Runner(plan, progress=not quiet).run()
-    md, folder = write_run(plans, Path(cfg["run"]["results_dir"]), settings)
+    md, folder = run_and_write(plans, Path(cfg["run"]["results_dir"]), settings, not quiet)
     print()
     print(md)
     print(f"written to {folder}/")
@@ -280,9 +277,8 @@ def cmd_study(path: Path, words: list[str], dry_run: bool, quiet: bool) -> int:
     from cascade import study as S
     from cascade.data.datasets import DemoSuiteMissing
     from cascade.report.across_runs import compare_runs
-    from cascade.report.tables import write_run
+    from cascade.report.tables import run_and_write
     from cascade.stages import plan as P
-    from cascade.stages.execute import Runner
 
     name = S.read(path)["name"]
     built, problems = [], []
@@ -312,9 +308,7 @@ def cmd_study(path: Path, words: list[str], dry_run: bool, quiet: bool) -> int:
         return 0
     folders: dict[str, list[Path]] = {}
     for target, backbone, settings, plans in built:
-        for plan in plans:
-            Runner(plan, progress=not quiet).run()
-        _, folder = write_run(plans, Path(plans[0].cfg["run"]["results_dir"]), settings)
+        _, folder = run_and_write(plans, Path(plans[0].cfg["run"]["results_dir"]), settings, not quiet)
         folders.setdefault(target, []).append(folder)
         print(f"{backbone} ⇒ {target}: {folder}/")
     for target, runs in folders.items():

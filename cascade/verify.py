@@ -85,17 +85,13 @@ def recorded(folder: Path) -> dict:
 def rebuild(meta: dict, scratch: Path, progress: bool) -> Path:
     """Run the recorded settings in a store under `scratch`; returns the new results folder."""
     from cascade import config as C
-    from cascade.report.tables import write_run
+    from cascade.report.tables import run_and_write
     from cascade.stages import plan as P
-    from cascade.stages.execute import Runner
 
     settings = list(meta["settings"])
     cfg = C.load(settings + [f"home={scratch / 'store'}", f"run.results_dir={scratch / 'results'}"])
     runtime.numerics(cfg["train"]["numerics"])
-    plans = [P.build(c) for c in C.per_seed(cfg)]
-    for plan in plans:
-        Runner(plan, progress=progress).run()
-    _, folder = write_run(plans, scratch / "results", settings)
+    _, folder = run_and_write([P.build(c) for c in C.per_seed(cfg)], scratch / "results", settings, progress)
     return folder
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from cascade import metrics as M
 from cascade import runtime
 from cascade.report import compare, figures, latex, literature
+from cascade.stages.execute import Runner
 from cascade.stages.leakage import leakage
 from cascade.stages.plan import Plan
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash, sweep_temporaries
@@ -284,6 +285,15 @@ def to_markdown(table: pd.DataFrame, header: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in cells]
     return "\n".join([*(f"- {h}" for h in header), "", *lines]) + "\n"
+
+
+def run_and_write(plans: list[Plan], out_dir: Path, settings: list[str], progress: bool) -> tuple[str, Path]:
+    """Train what the plans (one per seed) still miss, then write their results folder
+    (:func:`write_run`): what `cascade run`, every cell of `cascade study` and `cascade verify`'s
+    rebuild do."""
+    for plan in plans:
+        Runner(plan, progress=progress).run()
+    return write_run(plans, out_dir, settings)
 
 
 def write_run(plans: Plan | list[Plan], out_dir: Path, settings: list[str] | None = None) -> tuple[str, Path]:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("settings", nargs="*", metavar="key=value", help="the run's settings (after --)")
     args = ap.parse_intermixed_args(argv)     # the settings may follow the options (after --)
     from cascade import config as C
-    from cascade.report.tables import write_run
+    from cascade.report.tables import run_and_write
     from cascade.stages import plan as P
     from cascade.stages.execute import Runner
 
@@ -67,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 if node.kind == "train":
                     runner.run_train(node)
         cluster.scale(jobs=args.workers)            # now there is work for them: the folds
-        for plan in plans:
-            Runner(plan, progress=False).run()      # the intermediate stages are cached: folds only
-        md, folder = write_run(plans, Path(plans[0].cfg["run"]["results_dir"]), settings)
+        # the intermediate stages are cached now: this trains the folds
+        md, folder = run_and_write(plans, Path(plans[0].cfg["run"]["results_dir"]), settings, progress=False)
         print(md)
         print(f"written to {folder}/")
     return 0
