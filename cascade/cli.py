@@ -213,7 +213,7 @@ def next_steps(folder: Path, cfg: dict) -> str:
 
 
 def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
-    from cascade.report.tables import run_and_write
+    from cascade.report.tables import mixed_data_line, run_and_write
     from cascade.stages import cost
     from cascade.stages import plan as P
 
@@ -227,6 +227,8 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     try:
         plans = [P.build(c, generate=not dry_run) for c in C.per_seed(cfg)]
     except DemoSuiteMissing as exc:      # a dry run writes nothing: no keys without the data
+        if mixed := mixed_data_line(cfg):
+            print(mixed)
         stages = tuple(cfg["stage"])
         print(f"plan ({C.cascade_home(cfg)}): {exc}; the stage keys hash the data, so they are known once it "
               f"is (a run generates it first). Every node will run:")
@@ -241,6 +243,8 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
             print(f" seed {plan.cfg['seed']}:")
         for node in plan.nodes:
             print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
+    if mixed := mixed_data_line(cfg):
+        print(mixed)
     if dry_run:
         print(cost.dry_run_text(plans))
         return 0

@@ -103,6 +103,7 @@ def choices(cfg: dict) -> dict[str, tuple[str, ...]]:
         "backend": ("auto", "fork", "loky", "dask"),
         "loss": LOSSES,
         "data.adience_policy": ("strict", "lenient"),
+        "data.demo": ("allow", "forbid"),
         "data.adience_variant": ("faces", "aligned"),
         "data.crop": ("auto", "box", "mtcnn", "align", "none"),
         "data.no_face": ("quarantine", "centre"),

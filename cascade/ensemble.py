@@ -125,10 +125,9 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool, meta: dict) -> tuple
                      **row_metrics(stacked_pred, labels, seed, tol)})
     table = pd.DataFrame(rows)
     plan = members[0][3]
-    synthetic = any(t.synthetic for m in members for t in m[3].tables.values())
     header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`, "
               f"the same {table['folds'].iloc[0]} folds and {table['images'].iloc[0]} test images for every member",
-              data_line(synthetic),
+              data_line({n: t.synthetic for m in members for n, t in m[3].tables.items()}),
               "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
               "argmax) applied to the average" + (f"; stacked: per fold an MLP (hidden units {meta['hidden']}, at most "
               f"{meta['max_iter']} iterations) trained on the members' probabilities for the fold's validation "

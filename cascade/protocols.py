@@ -174,14 +174,19 @@ SPLITTERS: dict[str, Callable[[pd.DataFrame, dict, int], Iterator[Fold]]] = {
 def folds(frame: pd.DataFrame, spec: dict, seed: int) -> list[Fold]:
     """All folds of `spec` on `frame`, leakage-checked before anything trains: every protocol is
     subject-exclusive unless its file says `subject_exclusive: false` (then leaky by declaration)."""
-    out = list(SPLITTERS[spec["splitter"]](frame, spec, seed))
+    name = spec.get("name", spec["splitter"])
+    try:
+        out = list(SPLITTERS[spec["splitter"]](frame, spec, seed))
+    except ValueError as exc:         # scikit-learn's words, with what they were said about
+        raise ValueError(f"protocol {name} cannot split {len(frame)} usable image(s) of "
+                         f"{frame['subject'].nunique()} subject(s): {exc}  A dataset this small cannot be "
+                         f"evaluated under it: give the whole dataset, or another protocol (protocols/)") from exc
     if spec.get("subject_exclusive", True):
         subjects = frame["subject"].to_numpy()
-        for name, train, test in out:
+        for fold, train, test in out:
             shared = set(subjects[train]) & set(subjects[test])
             if shared:
-                raise ValueError(f"protocol {spec.get('name', spec['splitter'])}: fold {name} has subjects in both train "
-                                 f"and test: {sorted(shared)[:5]}")
+                raise ValueError(f"protocol {name}: fold {fold} has subjects in both train and test: {sorted(shared)[:5]}")
     return out
 
 

@@ -33,7 +33,7 @@ def synthetic(plan: P.Plan) -> bool:
 def header(plan: P.Plan, nodes: list[P.Node]) -> list[str]:
     cfg = plan.cfg
     return [
-        data_line(synthetic(plan)),
+        data_line({name: t.synthetic for name, t in plan.tables.items()}),
         f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']}); "
         f"seed {cfg['seed']}",
         *(f"Stage {n.key}: {n.label}" + (f" (protocol `{n.info['protocol']['name']}`)" if n.kind == "target" else "")

@@ -45,6 +45,24 @@ class DemoSuiteMissing(FileNotFoundError):
     """The demo suite is not generated yet and the caller may not write (a dry run)."""
 
 
+class UnusableDataset(ValueError):
+    """A dataset folder that was read but leaves no usable row: the wrong folder, or files
+    named or listed in a way its loader does not parse."""
+
+
+#: How each loader's files must be named or listed: what an unusable folder's error shows.
+NAMING = {
+    "imdb": "imdb.mat (the IMDB-WIKI release's struct: full_path, dob, photo_taken, face_location, "
+            "face_score, ...) or its CSV export, beside the images it lists",
+    "wiki": "wiki.mat (the IMDB-WIKI release's struct) or its CSV export, beside the images it lists",
+    "agedb": "images named <id>_<name>_<age>_<gender>.jpg (e.g. 0_MariaCallas_35_f.jpg), or AgeDB.json",
+    "fgnet": "images named <subject>A<age>[a|b].JPG (e.g. 001A02.JPG), or FG-Net.json",
+    "adience": "fold_0_data.txt ... fold_4_data.txt, tab-separated with the header user_id, original_image, "
+               "face_id, age, gender, ... and ages such as (25, 32)",
+    "utkface": "images named <age>_<gender>_<race>_<date>.jpg (e.g. 26_0_1_20170116174525125.jpg)",
+}
+
+
 def demo_suite(home: Path, scale: float, seed: int, progress: bool = True, generate: bool = True) -> Path:
     """The synthetic suite under `$CASCADE_HOME/demo/<key>`, generated once (a killed
     generation leaves no marker and is regenerated from scratch).  `generate=False`: only an
@@ -124,6 +142,8 @@ def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True, g
     options.update(cleaning_settings(cfg, name))
     table = load(loader, dataset_root(cfg, name, home, generate), **options)
     table.name = name
+    if len(table) == 0:
+        raise UnusableDataset(unusable_text(cfg, name, table))
     spec = cfg["labels"].get(name)
     if spec and cfg["data"]["outside_labels"] == "drop":
         outside = outside_labels(table, spec)
@@ -136,6 +156,33 @@ def open_dataset(cfg: dict, name: str, home: Path, require_files: bool = True, g
         table.report.drop(f"data.max_images={cap} subsample", len(table) - cap)
         table.frame = table.frame.iloc[keep].reset_index(drop=True)
     return table
+
+
+def unusable_text(cfg: dict, name: str, table: DatasetTable) -> str:
+    """Why a dataset folder gave no usable row: each rule's count, a few rejected rows as the
+    quarantine names them, and how the loader expects its files (NAMING)."""
+    key, given = configured_root(cfg, name)
+    report = table.report
+    steps = "; ".join(f"{rule} −{n}" for rule, n in report.steps if n) or "no rows"
+    examples = ", ".join(f"{q.get('path', q.get('row'))} ({q['reason']})" for q in report.quarantine[:3])
+    return (f"data.root.{key}={given or '(demo suite)'}: none of the {report.n_raw} rows read from {report.source} "
+            f"is usable ({steps})" + (f"; e.g. {examples}" if examples else "") + ". "
+            f"The {DATASETS[name][0]} loader reads {NAMING[DATASETS[name][0]]}: point data.root.{key} at a copy "
+            f"of the dataset as published (layouts: docs/data.md), or rename its files to match")
+
+
+def synthetic_sources(cfg: dict) -> dict[str, bool]:
+    """Each stage of the run (intermediate stages, then the target) and whether it reads the
+    synthetic demo suite: its `data.root.*` left empty, or pointing at a suite `cascade data
+    synth` wrote.  From the settings alone, so a dry run can say it before any data exists."""
+    from cascade.config import stage_params
+    from cascade.data.records import is_synthetic
+
+    out = {}
+    for stage in dict.fromkeys([*cfg["stage"], cfg["target"]]):
+        _, given = configured_root(cfg, stage_params(cfg, stage, "full")["dataset"])
+        out[stage] = not given or is_synthetic(Path(given).expanduser())
+    return out
 
 
 #: What `data.crop=auto` means for each loader on real data (see defaults.yaml).

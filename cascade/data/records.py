@@ -51,6 +51,11 @@ class CleaningReport:
         lines += [f"  - {rule}: -{n}" for rule, n in self.steps]
         lines.append(f"  = {self.n_kept} kept")
         lines += [f"  note: {n}" for n in self.notes]
+        by_reason: dict[str, list[str]] = {}
+        for q in self.quarantine:
+            by_reason.setdefault(q["reason"], []).append(str(q.get("path", q.get("row"))))
+        lines += [f"  quarantined for {reason} ({len(names)}), e.g. {', '.join(names[:3])}"
+                  for reason, names in by_reason.items()]
         return "\n".join(lines)
 
 

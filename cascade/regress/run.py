@@ -174,7 +174,7 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
     header = [
         f"Target: {cfg['target']} — protocol `{spec['name']}` ({rows[0]['folds']} folds"
         + (f", the first {cfg['regress']['folds']} only: regress.folds" if cfg["regress"]["folds"] else "") + ")",
-        data_line(synthetic),
+        data_line({name: t.synthetic for name, t in tables.items()}),
         f"Backbone: {cfg['backbone']}; weights: {backbone_weights} (weights={cfg['weights']})",
         "Features: the stage's body on the target's cached images, no augmentation; `last` = the body's "
         "last convolutional output, `first` = the first convolutional layer after its activation; pooled "

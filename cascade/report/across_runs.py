@@ -70,7 +70,7 @@ def compare_runs(runs: list[str | Path], out_dir: Path, every_configuration: boo
     header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`; "
               + ("every configuration of every run, each Δ against the configuration it extends" if every_configuration
                  else "each run's full cascade, the first run the reference of every Δ"),
-              data_line(synthetic),
+              data_line({n: t.synthetic for m in members for n, t in m[3][0].tables.items()}),
               "Seeds per run: " + ", ".join(str(len(f)) for f in preds.values())
               + ("" if rows_per_seed_count == {1} else " (each number the mean over its run's seeds ± sd)"),
               runtime.fingerprint_line(runtime.fingerprint(plan.cfg))]

@@ -18,6 +18,7 @@ from cascade import runtime
 from cascade.report import compare, figures, latex, literature
 from cascade.stages.execute import Runner
 from cascade.stages.leakage import leakage
+from cascade.data.datasets import synthetic_sources
 from cascade.stages.plan import Plan
 from cascade.store import StageDir, atomic_write_json, atomic_write_text, stable_hash, sweep_temporaries
 
@@ -97,11 +98,34 @@ def over_seeds(seeds: list[int], rows_per_seed: list[list[dict]]) -> tuple[list[
     return out, long
 
 
-def data_line(synthetic: bool) -> str:
+def data_line(synthetic: bool | dict[str, bool]) -> str:
     """The header line that says where the data came from: a number from the demo suite must
-    never pass for a real result."""
-    return ("Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
-            if synthetic else "Data: user-supplied datasets (data.root.*)")
+    never pass for a real result.  `synthetic`: one flag for all the data, or one per dataset
+    (a run that mixes the two names which is which)."""
+    flags = synthetic if isinstance(synthetic, dict) else {"": synthetic}
+    if all(flags.values()):
+        return "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
+    if not any(flags.values()):
+        return "Data: user-supplied datasets (data.root.*)"
+    return ("Data: **mixed real and synthetic**: " + sources_text(flags)
+            + "; a configuration trained or tested on synthetic data is not a real result")
+
+
+def sources_text(synthetic: dict[str, bool]) -> str:
+    """Which datasets are the user's and which the demo suite's, in the run's order."""
+    real = [n for n, s in synthetic.items() if not s]
+    fake = [n for n, s in synthetic.items() if s]
+    return f"{', '.join(real)} real (data.root.*); {', '.join(fake)} **synthetic** (the embedded demo suite)"
+
+
+def mixed_data_line(cfg: dict) -> str | None:
+    """What a plan (a dry run's too, before any data exists) and a run's start print when real
+    and synthetic data meet (None otherwise)."""
+    flags = synthetic_sources(cfg)
+    if all(flags.values()) or not any(flags.values()):
+        return None
+    return ("data: MIXED " + sources_text(flags).replace("**", "")
+            + "; numbers after a synthetic stage are not real results (data.demo=forbid refuses such runs)")
 
 
 def cleaning_line(name: str, table, manifest: str | None = None, settings: dict | None = None) -> str:
@@ -226,12 +250,11 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         table = table.drop(columns=[c for c in table.columns
                                     if c in _FOLD_STATISTICS or c.split(" sd (")[0] in _FOLD_STATISTICS])
         long = long.drop(columns=[c for c in long.columns if c in _FOLD_STATISTICS])
-    synthetic = any(t.synthetic for t in plan.tables.values())
     proto = plan.targets[0].info["protocol"]["name"]
     exact = next(iter(preds[0].values()))[1]["lo"] == next(iter(preds[0].values()))[1]["hi"]
     header = [
         f"Target: {cfg['target']} — protocol `{proto}` ({table['folds'].iloc[0]} folds)",
-        data_line(synthetic),
+        data_line({name: t.synthetic for name, t in plan.tables.items()}),
         f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']})",
         "Decision rule: expected value Σ age·p (MAE); argmax group (accuracy)",
         ("MAE aggregation: `MAE` pooled over all test images, with its 95% CI from a bootstrap over subjects"

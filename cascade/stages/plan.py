@@ -14,9 +14,11 @@ from cascade import config as C
 from cascade.data.align import TEMPLATES
 from cascade.stages.leakage import exclusion_keys, face_model
 from cascade.stages.placement import gpu_count, resolve_devices
-from cascade.data.datasets import cleaning_settings, crop_settings, missing_root, open_dataset
+from cascade.data.datasets import (UnusableDataset, cleaning_settings, configured_root, crop_settings, missing_root,
+                                   open_dataset, synthetic_sources)
 from cascade.data.records import DatasetTable
 from cascade.models import weights as W
+from cascade.protocols import folds as protocol_folds
 from cascade.protocols import load_protocol
 from cascade.store import StageDir, stable_hash
 
@@ -147,8 +149,14 @@ def problems(cfg: dict) -> list[str]:
     file (present, readable, the sha256 its sidecar recorded) and its target's protocol file.
     All of them at once, each with its fix (not the first, after a minute of work)."""
     home = C.cascade_home(cfg)
-    found = [p for s in dict.fromkeys([*cfg["stage"], cfg["target"]])
-             if (p := missing_root(cfg, C.stage_params(cfg, s, "full")["dataset"]))]
+    datasets = [C.stage_params(cfg, s, "full")["dataset"] for s in dict.fromkeys([*cfg["stage"], cfg["target"]])]
+    found = [p for name in datasets if (p := missing_root(cfg, name))]
+    if cfg["data"]["demo"] == "forbid":
+        keys = dict.fromkeys(configured_root(cfg, C.stage_params(cfg, stage, "full")["dataset"])[0]
+                             for stage, synthetic in synthetic_sources(cfg).items() if synthetic)
+        found += [f"data.root.{key} is empty or holds the synthetic demo suite, and data.demo=forbid: give the "
+                  f"folder of your copy (data.root.{key}=/path/to/{key}; docs/data.md), or data.demo=allow"
+                  for key in keys]
     try:
         if weight_problem := W.problem(W.resolve(cfg["weights"], C.backbone_settings(cfg)["weights"], home)):
             found.append(weight_problem)
@@ -205,6 +213,22 @@ def build(cfg: dict, generate: bool = True) -> Plan:
             crops[name] = crop_settings(cfg, table(name))
         return crops[name]
 
+    # every dataset read before any key is hashed: folders that leave no usable row are named
+    # together, like the problems above, instead of one per attempt
+    unusable = {}
+    for stage in dict.fromkeys([*cfg["stage"], cfg["target"]]):
+        try:
+            table(stage)
+        except UnusableDataset as exc:
+            unusable[stage] = str(exc)
+    if cfg["target"] not in unusable:      # its folds, which a dataset of a few images cannot give
+        try:
+            protocol_folds(table(cfg["target"]).frame,
+                           load_protocol(C.stage_params(cfg, cfg["target"], "full")["protocol"]), cfg["split_seed"])
+        except ValueError as exc:
+            unusable[cfg["target"]] = f"{cfg['target']}: {exc}"
+    if unusable:
+        raise C.ConfigError("this run cannot start:\n" + "\n".join(f"  - {p}" for p in unusable.values()))
     exclusions = exclusion_keys(cfg, manifest, crop)
 
     def child(kind: str, parent: Node, stage: str) -> Node:

@@ -9,6 +9,7 @@ cleaning rule is a named, counted step.  Rows are handled as whole columns: the 
 """
 from __future__ import annotations
 
+import zlib
 from datetime import date
 from pathlib import Path
 
@@ -89,7 +90,12 @@ def _boxes(cells: np.ndarray) -> np.ndarray:
 
 def read_mat(path: Path, key: str) -> pd.DataFrame:
     """The struct's fields as columns, one row per listed image."""
-    mat = scipy.io.loadmat(path)
+    try:
+        mat = scipy.io.loadmat(path)
+    except (ValueError, TypeError, OSError, NotImplementedError, zlib.error) as exc:   # MatReadError is a ValueError
+        raise ValueError(f"{path}: not a readable MATLAB file ({type(exc).__name__}: {exc}); the IMDB-WIKI "
+                         f"metadata is the {key}.mat of the {key}_crop or {key}_meta release (docs/data.md): "
+                         f"download it again, or give its CSV export") from exc
     if key not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise ValueError(f"{path}: no struct {key!r} (variables found: {found})")
