@@ -5,6 +5,7 @@
     cascade data synth --out DIR [--scale S] [--seed N]
     cascade data prepare NAME [key=value ...]
     cascade data inspect NAME [key=value ...] [--listing-only]
+    cascade data sheet NAME [key=value ...] [--n 32] [--out FILE.png]   (random crops as a stage sees them)
     cascade data overlap A B [key=value ...] [--threshold BITS] [--out FILE.csv]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     proto.add_argument("--dry-run", action="store_true")
     proto.add_argument("--quiet", action="store_true")
 
-    data = sub.add_parser("data", help="datasets: synth | prepare | inspect | overlap")
+    data = sub.add_parser("data", help="datasets: synth | prepare | inspect | sheet | overlap")
     dsub = data.add_subparsers(dest="action", required=True)
     synth = dsub.add_parser("synth", help="write the synthetic face-aging suite in the real formats")
     synth.add_argument("--out", required=True, type=Path)
@@ -84,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         if action == "inspect":
             a.add_argument("--listing-only", action="store_true",
                            help="read the metadata only; do not require the image files")
+
+    sh = dsub.add_parser("sheet", help="a PNG of random crops as a stage sees them, with ages and quarantined rows")
+    sh.add_argument("name", help="dataset: " + ", ".join(__import__("cascade.data.datasets", fromlist=["x"]).DATASETS))
+    sh.add_argument("settings", nargs="*", metavar="key=value")
+    sh.add_argument("--n", type=int, default=32, help="crops drawn (default 32)")
+    sh.add_argument("--out", type=Path, help="PNG to write (default: <run.results_dir>/sheets/NAME-CROP-SIZEpx.png)")
 
     ov = dsub.add_parser("overlap", help="people and photos two datasets share, and each one's duplicate photos")
     ov.add_argument("a", help="dataset")
@@ -570,6 +577,16 @@ def cmd_data(args) -> int:
         raise C.ConfigError(f"unknown dataset {args.name!r}; valid: {', '.join(DATASETS)}")
     table = open_dataset(cfg, args.name, C.cascade_home(cfg),
                          require_files=not getattr(args, "listing_only", False))
+    if args.action == "sheet":
+        from cascade.data.sheet import write_sheet
+
+        size, crop = C.backbone_settings(cfg)["input_size"], crop_settings(cfg, table)
+        aug = cfg["augment"] if C.stage_params(cfg, args.name, "full").get("augment", True) else None
+        out = args.out or Path(cfg["run"]["results_dir"]) / "sheets" / f"{args.name}-{crop['mode']}-{size}px.png"
+        png, counts = write_sheet(table, crop, size, aug, out, args.n, cfg["split_seed"])
+        print(table.report.summary())
+        print(f"sheet written to {png}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
     if args.action == "prepare":
         from cascade.data.cache import prepare
 

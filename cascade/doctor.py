@@ -80,12 +80,8 @@ def dataset_status(cfg: dict, name: str, home: Path):
         table = open_dataset(cfg, name, home, generate=False)
     except DemoSuiteMissing:
         return f"{where}: not generated yet (a run generates it first; doctor writes nothing)", None, None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:      # an unusable folder's error names its rules and examples
         return f"{where}: cannot be read", None, f"dataset {name} ({where}): {exc}"
-    if not len(table):
-        return f"{where}: no image left", None, (f"dataset {name} ({where}): no image left after cleaning (are the "
-                                                  f"images where the listing says?); `cascade data inspect {name}` "
-                                                  f"with the same settings shows what each rule removed")
     return (f"{where}: {len(table):,} images, {table.frame['subject'].nunique():,} subjects, "
             f"crop {crop_settings(cfg, table)['mode']}"), table, None
 
@@ -205,6 +201,11 @@ def doctor(words: list[str]) -> tuple[str, bool]:
              *(f"{'data' if i == 0 else '':<14}{name:<9} {s[0]}" for i, (name, s) in enumerate(status.items())),
              f"{'weights':<14}{weights_status(cfg, home)}",
              *(f"{label:<14}{text}" for label, (text, _) in checks)]
+    readable = [name for name, t in tables.items() if t is not None]
+    if readable:
+        lines.append(f"{'crops':<14}see what each stage trains on before it does: "
+                     + "; ".join(f"`cascade data sheet {name}`" for name in readable)
+                     + " with these settings (a PNG of random crops with their ages and quarantined rows)")
     if problems:
         lines += ["", f"{len(problems)} problem(s); the run cannot start until each is fixed:",
                   *(f"  - {p}" for p in problems)]

@@ -141,3 +141,87 @@ def test_data_demo_forbid_refuses_a_stage_left_on_the_demo_suite(home, tmp_path,
     err = capsys.readouterr().err
     assert "data.root.imdb is empty or holds the synthetic demo suite, and data.demo=forbid" in err
     assert "data.root.agedb" in err and "data.root.fgnet" not in err
+
+
+def test_data_sheet_draws_crops_as_the_stage_sees_them_and_the_quarantine(home, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert main(["data", "sheet", "fgnet", *FAST, f"home={home}", "--n", "6", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"sheet written to {out}: crops 6, sample quarantined 0" in printed
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > 300
+    # a real-format folder: an unparseable name is shown among the quarantined rows
+    root = photos(tmp_path / "real" / "images", ["001A02.JPG", "002A10.JPG", "photo1.jpg"]).parent
+    out2 = tmp_path / "real.png"
+    assert main(["data", "sheet", "fgnet", f"data.root.fgnet={root}", "data.crop=none", f"home={home}",
+                 "--out", str(out2)]) == 0
+    assert "crops 2, sample quarantined 0, loader quarantine shown 1" in capsys.readouterr().out
+
+
+def test_sheet_crops_are_the_image_caches_crops(home, tmp_path):
+    """The sheet draws through the cache's own functions: a sampled crop equals the cached row."""
+    from cascade.data.cache import prepare
+    from cascade.data.datasets import crop_settings
+    from cascade.data.sheet import sample_crops
+
+    cfg = C.load(FAST + [f"home={home}"])
+    table = open_dataset(cfg, "fgnet", home)
+    crop, size = crop_settings(cfg, table), C.backbone_settings(cfg)["input_size"]
+    crops, bad = sample_crops(table, crop, size, 4, 0)
+    cache = prepare(table, size, crop, home, progress=False)
+    row = {p: i for i, p in enumerate(cache.table.frame["path"])}
+    assert not bad and len(crops) == 4
+    for c in crops:
+        assert np.array_equal(c["pixels"], cache.images[row[c["path"]]])
+
+
+def test_doctor_points_at_the_sheet(home, capsys):
+    assert main(["doctor", *FAST, f"home={home}", "stage=imdb", "target=fgnet"]) == 0
+    assert "`cascade data sheet imdb`; `cascade data sheet fgnet`" in capsys.readouterr().out
+
+
+def _imdb_release(tmp_path, boxes_in_original: bool):
+    """An IMDB-format folder of 12 photographs: full 200 px photos whose face_location fits them,
+    or (a `_crop` release) 90 px face crops whose face_location still refers to a 600 px original."""
+    root = tmp_path / ("imdb_crop" if boxes_in_original else "imdb")
+    n = 12
+    cells, boxes = np.empty((1, n), dtype=object), np.empty((1, n), dtype=object)
+    for i in range(n):
+        path = f"{i:02d}/nm{i:07d}_rm1_1970-01-01_2000.jpg"
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        size = 90 if boxes_in_original else 200
+        Image.new("RGB", (size, size), (30 + 15 * i, 90, 120)).save(root / path)
+        cells[0, i] = np.array([path])
+        boxes[0, i] = np.array([[300.0 + i, 250.0, 380.0 + i, 330.0]]) if boxes_in_original else \
+            np.array([[60.0, 50.0, 140.0, 130.0]])
+    names = np.empty((1, n), dtype=object)
+    for i in range(n):
+        names[0, i] = np.array([f"Person {i}"])
+    scipy.io.savemat(root / "imdb.mat", {"imdb": {
+        "dob": np.full((1, n), 719529.0), "photo_taken": np.full((1, n), 2000), "full_path": cells,
+        "gender": np.ones((1, n)), "name": names, "face_location": boxes,
+        "face_score": np.full((1, n), 3.0), "second_face_score": np.full((1, n), np.nan)}})
+    return root
+
+
+@pytest.mark.parametrize("release, mode", [("full", "box"), ("crop", "none")])
+def test_auto_crop_reads_an_imdb_crop_release_whole(tmp_path, release, mode):
+    from cascade.data.datasets import crop_settings
+
+    root = _imdb_release(tmp_path, release == "crop")
+    cfg = C.load([f"data.root.imdb={root}", "backbone=demo"])
+    table = open_dataset(cfg, "imdb", tmp_path)
+    assert crop_settings(cfg, table)["mode"] == mode
+    assert any("_crop release" in n for n in table.report.notes) == (release == "crop")
+
+
+def test_boxes_outside_their_image_are_quarantined_when_the_box_is_forced(tmp_path):
+    from cascade.data.cache import prepare
+    from cascade.data.datasets import crop_settings
+
+    root = _imdb_release(tmp_path, True)
+    cfg = C.load([f"data.root.imdb={root}", "data.crop=box", "backbone=demo"])
+    table = open_dataset(cfg, "imdb", tmp_path)
+    cache = prepare(table, 16, crop_settings(cfg, table), tmp_path, progress=False)
+    assert len(cache) == 0
+    assert dict(table.report.steps)["image quarantined: face box outside the image (the box refers to another picture)"] == 12

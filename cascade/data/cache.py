@@ -61,6 +61,18 @@ def square_box(box: tuple[float, float, float, float] | None, width: int, height
             int(round(cx + side / 2)), int(round(cy + side / 2)))
 
 
+def box_inside(box, width: int, height: int) -> float:
+    """The share of a face box that lies inside a width x height image: a box mostly outside
+    describes another picture (the `_crop` releases of IMDB-WIKI keep the original photograph's
+    `face_location`), and cropping around it would cut black padding or a piece of the face."""
+    x1, y1, x2, y2 = box
+    area = max(x2 - x1, 0) * max(y2 - y1, 0)
+    if area <= 0:
+        return 0.0
+    inside = max(min(x2, width) - max(x1, 0), 0) * max(min(y2, height) - max(y1, 0), 0)
+    return inside / area
+
+
 def decode_file(path: Path):
     """(RGB image or None, quarantine reason or None, sha256 of the file's bytes or "").  The one
     decoder of dataset images and of the photos `cascade predict` reads, so both see the same
@@ -196,7 +208,9 @@ def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:
     """(where, quarantine reason or None) per image; where is a face box, None for the centred
     square, or (`align`) the face's five landmarks as a (5, 2) array."""
     if crop["mode"] == "box":
-        return [(b, None) for b in boxes]
+        return [(b, None) if b is None or box_inside(b, im.width, im.height) >= 0.5
+                else (None, "face box outside the image (the box refers to another picture)")
+                for b, im in zip(boxes, images)]
     if crop["mode"] == "none":
         return [(None, None)] * len(images)
     from cascade.data.face_detect import detect, resolve_box

@@ -190,17 +190,49 @@ AUTO_CROP = {"imdb": "box", "wiki": "box", "agedb": "mtcnn", "fgnet": "mtcnn", "
              "utkface": "none"}
 
 
+def boxes_fitting(table: DatasetTable, sample: int = 64) -> float | None:
+    """The share of a sample of rows (drawn with a fixed seed) whose face box lies at least half
+    inside its image, read from the image headers alone; None where no row has a box or no
+    sampled image is readable (a listing inspected without its images)."""
+    from PIL import Image
+
+    from cascade.data.cache import box_inside
+
+    frame = table.frame[table.frame["box_x1"].notna()]
+    if frame.empty:
+        return None
+    rows = frame.iloc[np.sort(np.random.default_rng(0).choice(len(frame), min(sample, len(frame)), replace=False))]
+    fits = []
+    for r in rows.itertuples():
+        try:
+            with Image.open(table.root / r.path) as im:
+                width, height = im.size
+        except OSError:
+            continue
+        fits.append(box_inside((r.box_x1, r.box_y1, r.box_x2, r.box_y2), width, height) >= 0.5)
+    return float(np.mean(fits)) if fits else None
+
+
 def crop_settings(cfg: dict, table: DatasetTable) -> dict:
     """The resolved crop of one dataset: what its image cache (and every stage key) depends on.
 
     `data.crop=auto`: a backbone trained on aligned faces (one with an `align_template`, e.g.
     MobileFaceNet) gets `align` on real data; the others the dataset's own rule (`AUTO_CROP`).
-    Synthetic faces are rendered centred, so auto never runs MTCNN on them."""
+    Synthetic faces are rendered centred, so auto never runs MTCNN on them.  IMDB / WIKI boxes
+    that mostly do not fit their images (`boxes_fitting`) mean a `_crop` release, whose images
+    are the faces already: auto then takes each image whole instead of a piece of it."""
     mode = cfg["data"]["crop"]
     own_template = backbone_settings(cfg).get("align_template")
     if mode == "auto":
         mode = "align" if own_template else AUTO_CROP[DATASETS[table.name][0]]
         mode = "none" if mode in ("mtcnn", "align") and table.synthetic else mode
+        if mode == "box" and (share := boxes_fitting(table)) is not None and share < 0.5:
+            mode = "none"                     # the images are the crops already (a _crop release)
+            note = (f"face_location fits {share:.0%} of the sampled images: the boxes refer to the original "
+                    f"photographs and the images are already face crops (the {table.name}_crop release's "
+                    f"40 % margin): data.crop=auto uses each image whole (its centred square)")
+            if note not in table.report.notes:
+                table.report.notes.append(note)
     out = {"mode": mode, "margin": None if mode in ("none", "align") else cfg["data"]["margin"]}
     if mode in ("mtcnn", "align"):
         out.update(no_face=cfg["data"]["no_face"], min_prob=cfg["data"]["min_face_prob"],

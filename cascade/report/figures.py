@@ -69,14 +69,16 @@ def _title(text: str, synthetic: bool) -> str:
     return f"{text} ({SYNTHETIC})" if synthetic else text
 
 
-def _save(fig: Figure, stem: str | os.PathLike, title: str, tight: bool = False) -> FigureFiles:
-    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically (temp file in the same folder, then
-    ``os.replace``); fixed metadata dates keep reruns byte-stable.  ``tight``: the page grows to
-    every artist, for labels drawn outside the axes (the critical-difference diagram's)."""
+def _save(fig: Figure, stem: str | os.PathLike, title: str, tight: bool = False,
+          formats: Sequence[str] = FORMATS) -> FigureFiles:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` (or `formats`) atomically (temp file in the same
+    folder, then ``os.replace``); fixed metadata dates keep reruns byte-stable.  ``tight``: the
+    page grows to every artist, for labels drawn outside the axes (the critical-difference
+    diagram's)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for ext in FORMATS:
+    for ext in formats:
         final = stem.parent / f"{stem.name}.{ext}"
         fd, tmp = tempfile.mkstemp(dir=stem.parent, prefix=f".{stem.name}.", suffix=f".tmp.{ext}")
         os.fchmod(fd, _file_mode())
