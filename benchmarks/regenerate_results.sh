@@ -89,4 +89,6 @@ rm results/predict-demo/imdb-agedb.onnx
 bash benchmarks/real_fgnet.sh
 if [ -d ../shared/reference/fgnet/images ]; then
     .venv/bin/python benchmarks/fold_rate.py | tee results/benchmarks/fold_rate.txt
+    # Duplicate recall on planted copies of real photographs (docs/data.md "Overlap between datasets").
+    .venv/bin/python benchmarks/duplicate_recall.py | tee results/benchmarks/duplicate_recall.txt
 fi
