@@ -95,6 +95,12 @@ def rebuild(meta: dict, scratch: Path, progress: bool) -> Path:
     return folder
 
 
+def key_differences(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """'label: old key → new key' for each stage label whose key differs (or exists on one side)."""
+    return [f"{label}: {old.get(label, '(absent)')} → {new.get(label, '(absent)')}"
+            for label in sorted(set(old) | set(new)) if old.get(label) != new.get(label)]
+
+
 def _number(text: str) -> float | None:
     try:
         value = float(text)
@@ -161,9 +167,7 @@ def verify(folder: Path, home: Path | None = None, keep: bool = False, tolerance
         now = json.loads((new / "run.json").read_text())
         env = runtime.numeric_differences(meta.get("environment") or {}, now["environment"], unrecorded=True)
         verdict = Verdict(folder, new, exact=not env, environment=env)
-        old_keys, new_keys = meta["stages"], now["stages"]
-        verdict.keys = [f"{label}: {old_keys.get(label, '(absent)')} → {new_keys.get(label, '(absent)')}"
-                        for label in sorted(set(old_keys) | set(new_keys)) if old_keys.get(label) != new_keys.get(label)]
+        verdict.keys = key_differences(meta["stages"], now["stages"])
         compare_tables(folder, new, verdict, tolerance)
         if not keep and home is None:
             verdict.rebuilt = Path("(temporary store, removed)")

@@ -381,11 +381,17 @@ def _write_run(plans: list[Plan], preds: list[dict], table: pd.DataFrame, long: 
     atomic_write_json(folder / "run.json", {"header": header, "settings": settings or [],
                                             "environment": fp,
                                             "seeds": [p.cfg["seed"] for p in plans],
-                                            "stages": {f"{n.label} (seed {p.cfg['seed']})" if len(plans) > 1 else n.label:
-                                                       n.key for p in plans for n in p.nodes},
+                                            "stages": stage_keys(plans),
                                             "figures": [str(p.relative_to(folder)) for p in written],
                                             "config": {k: v for k, v in plan.cfg.items()}})
     return md, folder
+
+
+def stage_keys(plans: list[Plan]) -> dict[str, str]:
+    """{node label: key} of every node of the plans (one per seed; with several, each label
+    names its seed): what run.json records, and what `cascade verify` and the nothing-moves test
+    (tests/test_nothing_moves.py) compare a rebuild with."""
+    return {f"{n.label} (seed {p.cfg['seed']})" if len(plans) > 1 else n.label: n.key for p in plans for n in p.nodes}
 
 
 def environment_notes(plans: list[Plan], folder: Path, fp: dict) -> list[str]:
