@@ -1,15 +1,18 @@
-"""Evaluation protocols: declarative files in `protocols/`, one splitter per `splitter:` name.
+"""Evaluation protocols: declarative files in `cascade/configs/protocols/`, one splitter per
+`splitter:` name.
 
 A protocol turns a dataset table into folds `(name, train_idx, test_idx)`, like a scikit-learn
 splitter with `groups` = subject ids.  Why declarative files: a user adds a protocol by adding a
 YAML file, and the protocol a table came from is recorded by name and content hash.  Every
-subject-exclusive protocol is checked for leakage before anything trains.
+subject-exclusive protocol is checked for leakage before anything trains.  The shipped files are
+package data (pyproject's package-data), so an installed wheel has them as a checkout does.
 """
 from __future__ import annotations
 
 import itertools
 import os
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,11 +25,15 @@ from sklearn.model_selection import (GroupShuffleSplit, LeaveOneGroupOut, Shuffl
 Fold = tuple[str, np.ndarray, np.ndarray]
 
 
+#: The protocols the harness ships.
+SHIPPED = Path(str(resources.files("cascade.configs").joinpath("protocols")))
+
+
 def _folders() -> list[Path]:
-    """The repository's `protocols/`, then any folders in $CASCADE_PROTOCOLS (colon-separated):
-    a user adds a protocol by dropping a YAML file into one of them."""
+    """The shipped protocols, then any folders in $CASCADE_PROTOCOLS (colon-separated): a user
+    adds a protocol by dropping a YAML file into one of them."""
     extra = [Path(p) for p in os.environ.get("CASCADE_PROTOCOLS", "").split(os.pathsep) if p]
-    return [Path(__file__).resolve().parent.parent / "protocols", *extra]
+    return [SHIPPED, *extra]
 
 
 def _protocol_files() -> dict[str, Path]:
@@ -45,7 +52,7 @@ def load_protocol(name: str) -> dict:
     if not isinstance(spec, dict):
         raise ValueError(f"{files[name]}: expected a mapping of settings, got {type(spec).__name__}")
     if spec.get("splitter") not in SPLITTERS:
-        raise ValueError(f"protocols/{name}.yaml: splitter {spec.get('splitter')!r} unknown; "
+        raise ValueError(f"{files[name]}: splitter {spec.get('splitter')!r} unknown; "
                          f"valid: {', '.join(SPLITTERS)}")
     _check_types(files[name], spec)
     return spec
@@ -180,7 +187,7 @@ def folds(frame: pd.DataFrame, spec: dict, seed: int) -> list[Fold]:
     except ValueError as exc:         # scikit-learn's words, with what they were said about
         raise ValueError(f"protocol {name} cannot split {len(frame)} usable image(s) of "
                          f"{frame['subject'].nunique()} subject(s): {exc}  A dataset this small cannot be "
-                         f"evaluated under it: give the whole dataset, or another protocol (protocols/)") from exc
+                         f"evaluated under it: give the whole dataset, or another protocol ({SHIPPED})") from exc
     if spec.get("subject_exclusive", True):
         subjects = frame["subject"].to_numpy()
         for fold, train, test in out:

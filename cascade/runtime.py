@@ -130,7 +130,7 @@ def _git() -> dict:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no", "--", "cascade", "protocols", "pyproject.toml")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "cascade", "pyproject.toml")
     return {"commit": commit, "dirty": bool(status)}
 
 
