@@ -3,7 +3,6 @@ trains, shared prefixes trained once, one table per target with paired tests and
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 
 from cascade import config as C

@@ -233,7 +233,7 @@ def _geometry(idt: Identity, age: float) -> dict:
     """Head-unit positions of everything age moves.  x right, y down, origin at the cranium centre."""
     m = age_maturity(age)
     g = {"m": m}
-    g["rx"] = rx = _lerp(1.0, 0.95, m) * idt.face_ratio
+    g["rx"] = _lerp(1.0, 0.95, m) * idt.face_ratio
     g["y_top"] = y_top = -_lerp(1.16, 1.05, m)
     sag = idt.sag_rate * _ramp(age, 48, 92)
     g["sag"] = sag
@@ -241,7 +241,7 @@ def _geometry(idt: Identity, age: float) -> dict:
     g["jaw_n"] = _lerp(2.2, idt.jaw, m) - 0.25 * sag
     H = b_low - y_top
     g["y_e"] = y_e = y_top + _lerp(0.605, 0.47, m) * H
-    g["r_e"] = r_e = _lerp(0.205, 0.15, m) * idt.eye_size
+    g["r_e"] = _lerp(0.205, 0.15, m) * idt.eye_size
     g["open"] = _lerp(0.66, 0.52, m) * (1.0 - 0.28 * _ramp(age, 45, 90))
     g["dx_e"] = _lerp(0.40, 0.40, m) * idt.eye_spacing
     g["r_iris"] = _lerp(0.105, 0.08, m) * (0.5 + 0.5 * idt.eye_size)
