@@ -1,6 +1,6 @@
 """Is the data path ever the bottleneck?  Decoded-cache reads + normalisation + augmentation,
 in images/s per core, against the training step rate of VGG-16 and ResNet-50 at 224 px per core
-(issue #6: the loader must deliver at least 3x what a step consumes).
+(the bound: the loader must deliver at least 3x what a step consumes).
 
     python benchmarks/data_path.py [--size 224] [--n 512] [--batch 32]
 

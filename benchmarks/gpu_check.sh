@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue #19 as one script, for a machine with a CUDA GPU: the GPU tests, the
+# The GPU checks as one script, for a machine with a CUDA GPU: the GPU tests, the
 # placement and trainer tests, the feed rate and the harness-vs-bare training rate of ResNet-50
 # at 224 px.  It installs nothing: it runs this checkout (PYTHONPATH) with the machine's python3
 # and its PyTorch.  Output goes to $OUT (default ./gpu-check), one file per check.  The harness's

@@ -1,7 +1,7 @@
 """Peak memory of an 82-fold LOPO run with `--jobs 2`, fold workers forked from the run (`fork`,
 what `backend=auto` picks on Linux with one torch thread per fold) against fresh loky
 interpreters, side by side on the same image cache, and the same LOPO with `--jobs 1` (one
-process doing every fold alone).  Issue #6's bound: the run's peak < 1.5 x one worker's RSS +
+process doing every fold alone).  The bound: the run's peak < 1.5 x one worker's RSS +
 the cache's size (the cache must be shared, not copied per worker).
 
     python benchmarks/lopo_memory.py [--epochs 2] [--backends alone,fork,loky] [key=value ...]

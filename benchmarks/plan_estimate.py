@@ -5,7 +5,7 @@
 Builds a small cascade on the demo suite (IMDB stage, FG-NET hard-subjects target, both the
 pretrained and the fine-tuned prefix), decodes its image caches (outside the clock: the
 estimate leaves decoding out), asks the cost model for the wall time at the run's `jobs`, runs the
-plan, and prints measured / estimated (issue #6: within 25 %).  `jobs=1` by default; `jobs=0` (one
+plan, and prints measured / estimated (the bound: within 25 %).  `jobs=1` by default; `jobs=0` (one
 fold per core, the CPU default) or `jobs=N` as a setting.
 """
 from __future__ import annotations

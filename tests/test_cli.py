@@ -81,7 +81,7 @@ def test_weights_import_then_run_uses_the_recorded_preprocessing(tmp_path, capsy
 def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
     """A bad data root, a missing weight file and a mistyped alignment template are all reported,
     each with its fix, in one error before the demo suite is generated or anything else is
-    written (#22, #18)."""
+    written."""
     home = tmp_path / "home"
     code = main(["run", f"home={home}", "target=fgnet", "data.root.fgnet=/nonexistent", "backbone=mobilefacenet",
                  "backbones.mobilefacenet.align_template=arcface11", "--dry-run"])
@@ -96,7 +96,7 @@ def test_every_problem_is_reported_before_any_work(tmp_path, capsys):
 def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
     """--dry-run on a fresh home generates no demo suite (it says the keys wait for the data and
     lists what will run); on a home with data it prints the keys; either way the home is
-    byte-identical before and after (#22)."""
+    byte-identical before and after."""
 
     fresh = tmp_path / "fresh"
     assert main(["run", f"home={fresh}", "stage=imdb,agedb", "target=fgnet", "--dry-run"]) == 0
@@ -115,7 +115,7 @@ def test_a_dry_run_writes_nothing(tmp_path, home, capsys):
 
 def test_a_run_starts_with_its_estimate_and_ends_with_what_it_wrote(home, capsys):
     """The first line after the plan is the planner's estimate for this machine; after the table,
-    the results folder and the commands that rebuild, compare and go further (#22)."""
+    the results folder and the commands that rebuild, compare and go further."""
     args = ["run", *FAST, f"home={home}", f"run.results_dir={home}/results", "stage=", "target=utkface"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_a_run_starts_with_its_estimate_and_ends_with_what_it_wrote(home, capsys
 def test_a_weight_file_is_checked_against_its_sidecar_before_any_work(tmp_path, capsys):
     """A converted weight file whose bytes no longer match the sha256 its sidecar recorded, or
     that safetensors cannot read, is a problem of the run, named with the command that makes it
-    again; a sidecar without a sha256 is not checked (#22)."""
+    again; a sidecar without a sha256 is not checked."""
     import json
 
     from conftest import import_demo_weights
@@ -162,7 +162,7 @@ def test_a_weight_file_is_checked_against_its_sidecar_before_any_work(tmp_path, 
 def test_a_root_without_its_listing_is_named_before_any_work(tmp_path, capsys):
     """A dataset folder that exists but lacks what its loader reads first (Adience's fold
     listings, IMDB's .mat or CSV, any image for a folder scan) is reported with the file and
-    the folder, all at once, before anything is written (#22)."""
+    the folder, all at once, before anything is written."""
     roots = {name: tmp_path / name for name in ("imdb", "adience", "utkface")}
     for root in roots.values():
         root.mkdir()

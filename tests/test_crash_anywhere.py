@@ -1,4 +1,4 @@
-"""Crash anywhere (issue #6): SIGKILL the whole process group of a command at a random moment of
+"""Crash anywhere: SIGKILL the whole process group of a command at a random moment of
 its work, rerun it to completion, and compare every output with an uninterrupted run made once
 in a separate store: stage folders (weights, fold predictions, predictions.csv, metrics), image
 caches, feature arrays and the results folder (tables and figures).  Four kinds of work:

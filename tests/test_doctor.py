@@ -1,5 +1,5 @@
 """`cascade doctor`: passes on the demo set-up, names each problem of a broken one with its fix,
-and writes nothing (#22)."""
+and writes nothing."""
 from cascade.cli import main
 
 from conftest import FAST, import_demo_weights, snapshot

@@ -92,7 +92,7 @@ def test_inconsistent_cpu_timings_are_flagged():
 
 
 def test_wall_time_spreads_a_targets_folds_over_the_devices(home):
-    """devices x K placement (#19): the intermediate stage runs on one GPU, the 82 LOPO folds on
+    """devices x K placement: the intermediate stage runs on one GPU, the 82 LOPO folds on
     all four; four GPUs take less wall time than one but more than a quarter of it."""
     plan = P.build(C.load(FAST + [f"home={home}", "stage=imdb", "target=fgnet", "folds_per_device=2"]))
     one, four = (estimate.estimate(plan, [1], ["a100"], measure=False, devices=d) for d in (1, 4))
@@ -127,7 +127,7 @@ def test_a_study_is_planned_before_its_weight_file_exists(home, capsys):
                                        ("NVIDIA GeForce GTX 1080 Ti", "gtx1080ti"), ("Tesla T4", None)])
 def test_a_runs_first_line_prices_this_gpu_by_its_class(monkeypatch, name, cls):
     """The start line's GPU class is read off the device name (asked of nvidia-smi, so this
-    process creates no CUDA context); an unknown GPU gets no class (#22)."""
+    process creates no CUDA context); an unknown GPU gets no class."""
     from cascade.stages import cost
 
     monkeypatch.setattr(cost, "_cuda_name", lambda: name)

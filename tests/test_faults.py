@@ -1,4 +1,4 @@
-"""Faults a days-long run on a shared cluster meets (issue #6): damaged artifacts (detected by
+"""Faults a days-long run on a shared cluster meets: damaged artifacts (detected by
 their sha256, only the damaged part recomputed), stale locks of dead processes, two runs of one
 stage at once, a full disk during a write, untrusted input (code-running weight pickles, paths
 escaping the dataset root, absurd labels, wrong-typed settings) and leaky splits.

@@ -1,4 +1,4 @@
-"""Fuzzing the metadata parsers (issue #6) with hypothesis: Adience fold rows, FG-NET / AgeDB /
+"""Fuzzing the metadata parsers with hypothesis: Adience fold rows, FG-NET / AgeDB /
 UTKFace file names and listings, IMDB records (.mat struct and CSV export).  No input crashes
 them: every loader returns a table in which each raw row is either kept (with a plausible label
 and a path inside the dataset root) or dropped under a named rule, bad rows quarantined with a

@@ -1,4 +1,4 @@
-"""The GPU paths of issue #19 on a real GPU: folds placed and pinned, the GPU defaults keyed and
+"""The GPU paths on a real GPU: folds placed and pinned, the GPU defaults keyed and
 used, a real out-of-memory error retried, the feed copying to the device, mixed precision that
 learns.  Skipped where no CUDA device is visible (CI and this project's CPU machines); run on a
 GPU machine with `python -m pytest tests/test_gpu.py`."""

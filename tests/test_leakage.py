@@ -1,6 +1,6 @@
-"""The per-run leakage audit and data.exclude_overlap (issue #21): on the demo suite, whose planted
-overlaps (cascade.data.synth.suite.planted) are the ground truth, every audit finds exactly them;
-excluding them changes the keys and is counted; the results folder says what was found."""
+"""The per-run leakage audit and data.exclude_overlap: on the demo suite, whose planted
+overlaps (cascade.data.synth.suite.planted) are the ground truth, every audit finds exactly
+them; excluding them changes the keys and is counted; the results folder says what was found."""
 import json
 
 import numpy as np

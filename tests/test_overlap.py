@@ -1,4 +1,4 @@
-"""Overlap between datasets (issue #21): the name rule, the perceptual-hash matcher against a
+"""Overlap between datasets: the name rule, the perceptual-hash matcher against a
 brute-force reference and on real photos altered as scrapers alter them, and the CLI."""
 import io
 

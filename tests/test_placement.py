@@ -1,4 +1,4 @@
-"""Folds placed on devices (cascade.stages.placement, workers.py; issue #19): which fold lands
+"""Folds placed on devices (cascade.stages.placement, workers.py): which fold lands
 where, how many at once, threads each, the device a worker sees, the retry of a fold that ran
 out of GPU memory, and dask tasks that ask for a GPU.  GPUs are faked: no test needs one."""
 import os

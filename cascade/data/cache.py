@@ -25,6 +25,7 @@ from cascade.data.records import DatasetTable
 from cascade.progress import bar as progress_bar
 from cascade.store import MARKER, atomic_write_json, atomic_write_text, reserve, stable_hash
 
+#: In every cache's key: bump when the cache's layout or decoding changes (CHANGELOG.md).
 CACHE_VERSION = 2
 
 

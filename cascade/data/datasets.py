@@ -37,8 +37,9 @@ PUBLISHED_SIZES = {
     "utkface": (23_708, "UTKFace as released (Zhang et al. 2017)"),
 }
 
-SYNTH_VERSION = 5              # 2: the suite has a WIKI part (wiki/wiki.mat); 3: AgeDB from childhood, archive scans;
-                               # 4: Adience's aligned/ release beside faces/; 5: planted cross-dataset overlaps
+#: Names the demo suite's folder: bump when the generator writes other bytes, so a store's old
+#: suite is not reused (what each value changed: CHANGELOG.md).
+SYNTH_VERSION = 5
 
 
 class DemoSuiteMissing(FileNotFoundError):

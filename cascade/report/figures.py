@@ -333,8 +333,8 @@ def cam_grid(rows: Mapping[str, tuple[np.ndarray, np.ndarray]], columns: Sequenc
 
 def overlap_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], stem, synthetic: bool = False,
                   title: str = "Same photo in an earlier stage and a later split") -> FigureFiles:
-    """Issue #21's figure: each found pair as two cached crops side by side (the earlier stage's
-    left), captioned with both paths, the pHash distance and the colour difference."""
+    """The leakage audit's figure: each found pair as two cached crops side by side (the earlier
+    stage's left), captioned with both paths, the pHash distance and the colour difference."""
     per_row = min(2, len(pairs))
     rows = -(-len(pairs) // per_row)
     fig = _new_figure(3.6 * per_row, 2.4 * rows + 0.5)

@@ -1,5 +1,5 @@
 """The planner's estimate in a line or two, cheap enough for a dry run and for the first line of
-every run (#22).
+every run.
 
 Why not `cascade plan`'s full estimate: it times training steps on this CPU for several seconds
 (about a minute for VGG-16 on 2 cores), which a dry run or a run's first line should not cost.

@@ -61,9 +61,8 @@ __all__ = ["write_suite", "suite_counts", "scaled", "planted", "BASE_COUNTS", "M
            "JPEG_QUALITY", "PLANT_QUALITY", "PLANTED_IDENTITIES", "PLANTED_DUPLICATES", "SUITE_VERSION",
            "ADIENCE_HEADER", "ADIENCE_GROUPS"]
 
-#: 2: AgeDB holds lives photographed from childhood on and archive scans, the signal that makes
-#: its stage matter for FG-NET (README, "What the main job does").
-#: 4: planted cross-dataset overlaps (shared persons, copied photos; ``suite.json`` "planted").
+#: The generator's version, written into the suite's suite.json and README (what each value
+#: changed: CHANGELOG.md).
 SUITE_VERSION = 4
 #: Share of AgeDB subjects photographed from childhood on (the rest from their teens or later).
 AGEDB_CHILDHOOD = 0.35
