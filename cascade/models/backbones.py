@@ -8,7 +8,7 @@ and a model fed the wrong one still runs but silently underperforms.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -32,6 +32,16 @@ class Preprocessing:
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
+
+
+class Converted(NamedTuple):
+    """What a weight importer makes of a source file (cascade.models.importers lists them).
+    Here, beside Preprocessing, so that a backbone module defining its own importer (keras_h5)
+    needs nothing from the registry that lists it."""
+
+    tensors: dict[str, torch.Tensor]        # body state dict (keys as the registered backbone's)
+    preprocessing: Preprocessing | None     # what the source expects; None = not known
+    dropped: list[str]                      # source keys deliberately left out (classifiers)
 
 
 @dataclasses.dataclass

@@ -45,11 +45,12 @@ import json
 import pickle
 import re
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 
-from cascade.models.backbones import Backbone, Preprocessing, build_backbone
+from cascade.models import keras_h5
+from cascade.models.backbones import Backbone, Converted, Preprocessing, build_backbone
 from cascade.models.vggface2 import VGGFACE2_BGR   # cydonia999's pickles: the Caffe models' BGR input
 from cascade.store import atomic_write_bytes, atomic_write_json, file_sha256
 
@@ -61,12 +62,6 @@ VGGFACE_RGB = Preprocessing("RGB", 1.0, (129.186279296875, 104.76238250732422, 9
                             (1.0, 1.0, 1.0))
 
 SIDECAR_VERSION = 1
-
-
-class Converted(NamedTuple):
-    tensors: dict[str, torch.Tensor]        # body state dict (keys as the registered backbone's)
-    preprocessing: Preprocessing | None     # what the source expects; None = not known
-    dropped: list[str]                      # source keys deliberately left out (classifiers)
 
 
 Importer = Callable[[Path, str], "Converted | tuple[dict[str, torch.Tensor], Preprocessing | None]"]
@@ -272,7 +267,7 @@ IMPORTERS: dict[str, Importer] = {
     "safetensors": import_safetensors,
     "mobilefacenet-ckpt": _lazy("cascade.models.mobilefacenet", "import_mobilefacenet"),
     "facenet-pt": _lazy("cascade.models.facenet", "import_facenet"),
-    "keras-h5": _lazy("cascade.models.keras_h5", "import_keras_h5"),
+    "keras-h5": keras_h5.import_keras_h5,
 }
 
 
@@ -378,7 +373,6 @@ def import_weights(file: Path, fmt: str, name: str, backbone: str | None, home: 
         raise ValueError(f"weights name {name!r}: use letters, digits, '.', '_', '-' (it becomes "
                          f"<home>/weights/<name>.safetensors)")
     if backbone is None and fmt == "keras-h5":          # the file's layers say which network it is
-        from cascade.models import keras_h5
         backbone = keras_h5.detect(keras_h5.read(file)[0])
     backbone = backbone or _guess_backbone(file, name)
     bb: Backbone = build_backbone(backbone)

@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cascade.models.backbones import Preprocessing
-from cascade.models.importers import Converted
+from cascade.models.backbones import Converted, Preprocessing
 from cascade.models.vggface2 import KERAS_BN_EPS, VGGFACE2_BGR
 
 #: keras-vggface `preprocess_input(version=1)`: VGG-Face's mean, in BGR order.
