@@ -92,3 +92,6 @@ if [ -d ../shared/reference/fgnet/images ]; then
     # Duplicate recall on planted copies of real photographs (docs/data.md "Overlap between datasets").
     .venv/bin/python benchmarks/duplicate_recall.py | tee results/benchmarks/duplicate_recall.txt
 fi
+# Last, from the folders' files alone: a static report.html beside each folder above and
+# results/index.html over them all (README, after the list of a results folder's files).
+$C html --quiet

@@ -9,6 +9,7 @@
     cascade data overlap A B [key=value ...] [--threshold BITS] [--out FILE.csv]
     cascade weights import FILE --format F --name N [--backbone B] [--preprocessing P] [--force]
     cascade report RUN [RUN ...]
+    cascade html [RUN ...] [--results DIR]   (static report.html per results folder, results/index.html)
     cascade verify RUN [--home DIR] [--keep]   (rebuild a run's numbers from scratch and compare)
     cascade plan [key=value ...] [--gpu a100,h100] [--jobs 1,2,4,8]   (estimated CPU / GPU hours)
     cascade ensemble RUN RUN [RUN ...] [--stack] [--out DIR] [ensemble.hidden=32 ...]
@@ -39,6 +40,7 @@ import sys
 from pathlib import Path
 
 from cascade import config as C
+from cascade.analysis import ANALYSES, analysis_of
 from cascade.regress.engine_env import EngineError
 from cascade.stages import FoldsFailed
 
@@ -140,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     rep = sub.add_parser("report", help="tables and figures of finished runs -> results/<run-id>/")
     rep.add_argument("runs", nargs="+")
+    ht = sub.add_parser("html", help="static HTML pages of results folders: report.html in each, and with no "
+                                     "FOLDER every folder under --results plus its index.html")
+    ht.add_argument("folders", nargs="*", type=Path, metavar="FOLDER", help="results/<run-id> folders")
+    ht.add_argument("--results", type=Path, default=Path("results"),
+                    help="the folder of results folders, used when no FOLDER is given (default results)")
     ver = sub.add_parser("verify", help="rebuild a `cascade run` results folder from scratch and compare its numbers")
     ver.add_argument("run", type=Path)
     ver.add_argument("--home", type=Path, help="store to rebuild in, kept (default: a temporary one, removed)")
@@ -190,11 +197,6 @@ def _parser() -> argparse.ArgumentParser:
         if command is not data and not any("--quiet" in a.option_strings for a in command._actions):
             command.add_argument("--quiet", action="store_true", help="no progress output")
     return p
-
-
-#: Results-folder prefixes of the analyses and the (module, entry) that makes each.
-ANALYSES = {"cam": ("cam", "explain"), "subjects": ("subjects", "analyse"), "groups": ("groups", "analyse"),
-            "distributions": ("distributions", "analyse")}
 
 
 def cmd_analysis(module: str, entry: str, settings: list[str], quiet: bool) -> int:
@@ -511,8 +513,8 @@ def cmd_report(runs: list[str]) -> int:
             cmd_regress(words, None, None, True, folder.parent)
             continue
         ens = json.loads(meta.read_text())
-        analysis = ANALYSES.get(folder.name.split("-", 1)[0])
-        if analysis and "title" in ens:        # an analysis: run again (its stages are in the store)
+        analysis = analysis_of(folder.name, ens)
+        if analysis:                           # an analysis: run again (its stages are in the store)
             cmd_analysis(*analysis, ens["settings"], True)
             continue
         if ens.get("command") == "ensemble":
@@ -529,6 +531,16 @@ def cmd_report(runs: list[str]) -> int:
             continue
         _, out = write_run(finished_plans(folder), folder.parent, ens["settings"])
         print(f"{run}: tables and figures written to {out}/")
+    return 0
+
+
+def cmd_html(folders: list[Path], results: Path) -> int:
+    """Static HTML pages read from the folders' files (nothing is rebuilt): the named folders'
+    report.html, or with none every folder under `results` and its index.html."""
+    from cascade.report import html
+
+    for path in html.write(folders) if folders else html.write_all(results):
+        print(f"written {path}")
     return 0
 
 
@@ -636,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "report":
             return cmd_report(args.runs)
+        if args.command == "html":
+            return cmd_html(args.folders, args.results)
         if args.command == "verify":
             from cascade.verify import verify
             verdict = verify(args.run, args.home, args.keep, args.tolerance, progress=not args.quiet)

@@ -8,7 +8,7 @@ from cascade.cli import main
 
 from conftest import FAST, REFERENCE, snapshot
 
-COMMANDS = ["run", "protocol", "data", "weights", "features", "predict", "export", "regress", "report", "verify", "tune", "ensemble", "compare",
+COMMANDS = ["run", "protocol", "data", "weights", "features", "predict", "export", "regress", "report", "html", "verify", "tune", "ensemble", "compare",
             "plan",
             "explain", "analyse", "doctor"]
 
