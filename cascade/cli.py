@@ -34,10 +34,12 @@ predict and export take a trained prefix, or a target with --fit-all (fitted on 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 from cascade import config as C
 from cascade.analysis import ANALYSES, analysis_of
@@ -221,49 +223,81 @@ def next_steps(folder: Path, cfg: dict) -> str:
             f"(with this run's settings: regressors on its features; thesis section 6)")
 
 
-def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
-    from cascade.report.tables import mixed_data_line, run_and_write
-    from cascade.stages import cost
+@dataclasses.dataclass
+class RunPlan:
+    """A `cascade run` planned and not yet trained: its settings words (a settings file's words in
+    place of its path: run.json records them), its configuration and one plan per seed.  While the
+    demo suite the stage keys hash is not generated (a dry run generates nothing) there are no
+    plans, and `waiting` labels the nodes that will run."""
+    settings: list[str]
+    cfg: dict
+    plans: list
+    waiting: list[str]
+
+
+def plan_run(settings: list[str], dry_run: bool, say: Callable[[str], object]) -> RunPlan:
+    """The stage graph of `cascade run`, each node's key, label and status handed to `say` line by
+    line (the command prints them; the Python API, cascade.api, keeps them): one path for both."""
+    from cascade.data.datasets import DemoSuiteMissing
+    from cascade.report.tables import mixed_data_line
     from cascade.stages import plan as P
 
-    settings = C.expand(settings)        # a settings file's words go into run.json, not its path
+    settings = C.expand(settings)
     cfg = _load(settings)
-    if list_keys:
-        print("\n".join(C.list_keys(cfg)))
-        return 0
-    from cascade.data.datasets import DemoSuiteMissing
-
     try:
         plans = [P.build(c, generate=not dry_run) for c in C.per_seed(cfg)]
     except DemoSuiteMissing as exc:      # a dry run writes nothing: no keys without the data
         if mixed := mixed_data_line(cfg):
-            print(mixed)
+            say(mixed)
         stages = tuple(cfg["stage"])
-        print(f"plan ({C.cascade_home(cfg)}): {exc}; the stage keys hash the data, so they are known once it "
-              f"is (a run generates it first). Every node will run:")
-        for label in [P.chain_label(stages[:i]) for i in range(1, len(stages) + 1)] + \
-                [P.chain_label(c, cfg["target"]) for c in P.target_chains(cfg)]:
-            print(f"  {'(no key yet)':16s}  {label}")
-        print("estimate: waits for the data (it counts the images; `cascade plan` generates the demo suite and gives it)")
-        return 0
-    print(f"plan ({C.cascade_home(cfg)}):")
+        waiting = [P.chain_label(stages[:i]) for i in range(1, len(stages) + 1)] + \
+                  [P.chain_label(c, cfg["target"]) for c in P.target_chains(cfg)]
+        say(f"plan ({C.cascade_home(cfg)}): {exc}; the stage keys hash the data, so they are known once it "
+            f"is (a run generates it first). Every node will run:")
+        for label in waiting:
+            say(f"  {'(no key yet)':16s}  {label}")
+        say("estimate: waits for the data (it counts the images; `cascade plan` generates the demo suite and gives it)")
+        return RunPlan(settings, cfg, [], waiting)
+    say(f"plan ({C.cascade_home(cfg)}):")
     for plan in plans:
         if len(plans) > 1:
-            print(f" seed {plan.cfg['seed']}:")
+            say(f" seed {plan.cfg['seed']}:")
         for node in plan.nodes:
-            print(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
+            say(f"  {node.key}  {node.label:<45} {P.status(plan, node)}")
     if mixed := mixed_data_line(cfg):
-        print(mixed)
-    if dry_run:
-        print(cost.dry_run_text(plans))
+        say(mixed)
+    return RunPlan(settings, cfg, plans, [])
+
+
+def finish_run(run: RunPlan, progress: bool, say: Callable[[str], object]) -> Path:
+    """Train what `run`'s plans miss and write their results folder (returned), the table and the
+    next commands handed to `say`: the rest of `cascade run`, and of the Python API's run."""
+    from cascade.report.tables import run_and_write
+    from cascade.stages import cost
+
+    if progress:
+        say(cost.start_line(run.plans))
+    md, folder = run_and_write(run.plans, Path(run.cfg["run"]["results_dir"]), run.settings, progress)
+    say("")
+    say(md)
+    say(f"written to {folder}/")
+    say(next_steps(folder, run.cfg))
+    return folder
+
+
+def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
+    from cascade.stages import cost
+
+    if list_keys:
+        print("\n".join(C.list_keys(_load(C.expand(settings)))))
         return 0
-    if not quiet:
-        print(cost.start_line(plans))
-    md, folder = run_and_write(plans, Path(cfg["run"]["results_dir"]), settings, not quiet)
-    print()
-    print(md)
-    print(f"written to {folder}/")
-    print(next_steps(folder, cfg))
+    run = plan_run(settings, dry_run, print)
+    if not run.plans:
+        return 0
+    if dry_run:
+        print(cost.dry_run_text(run.plans))
+        return 0
+    finish_run(run, not quiet, print)
     return 0
 
 
@@ -444,24 +478,37 @@ def cmd_export(words: list[str], fmt: str, out: Path | None, opset: int | None, 
     return 0
 
 
-def cmd_predict(words: list[str], out: Path, faces: str, annotate: Path | None, fit_all: bool,
-                quiet: bool) -> int:
-    """Ages of the faces in the PATHs from a trained stage (cascade.predict), written to `out`."""
+def predict_files(given: list[str], settings: list[str], out: Path | None, faces: str, annotate: Path | None,
+                  fit_all: bool, progress: bool) -> tuple:
+    """`cascade predict`'s work, shared with the Python API (cascade.api.predict): the STAGE
+    (`given[0]`, trained first where the store lacks it) applied to the PATHs (`given[1:]`);
+    returns the stage, one row per face (per file where there is none) and the files written to
+    `out` (none when `out` is None).  `out`'s format is checked before any training."""
     from cascade.predict import writers
-    from cascade.predict.run import header, predict, row_text
+    from cascade.predict.run import header, predict
     from cascade.predict.sources import image_files
     from cascade.stages.trained import trained_stage
 
-    settings = [w for w in words if "=" in w and not Path(w).exists()]     # a path may hold "=" too
-    given = [w for w in words if w not in settings]
     if len(given) < 2:
         raise C.ConfigError(f"cascade predict takes a STAGE and at least one PATH (image files or folders); "
                             f"got {given}")
-    writers.check_out(out)
+    if out is not None:
+        writers.check_out(out)
     cfg = _load(C.expand(settings))
-    stage = trained_stage(cfg, given[0], not quiet, fit_all)
-    rows = predict(stage, image_files([Path(p) for p in given[1:]]), faces, cfg, annotate, not quiet)
-    files = writers.write(rows, header(stage, faces, cfg, settings, rows), out)
+    stage = trained_stage(cfg, given[0], progress, fit_all)
+    rows = predict(stage, image_files([Path(p) for p in given[1:]]), faces, cfg, annotate, progress)
+    files = writers.write(rows, header(stage, faces, cfg, settings, rows), out) if out is not None else []
+    return stage, rows, files
+
+
+def cmd_predict(words: list[str], out: Path, faces: str, annotate: Path | None, fit_all: bool,
+                quiet: bool) -> int:
+    """Ages of the faces in the PATHs from a trained stage (cascade.predict), written to `out`."""
+    from cascade.predict.run import row_text
+
+    settings = [w for w in words if "=" in w and not Path(w).exists()]     # a path may hold "=" too
+    given = [w for w in words if w not in settings]
+    stage, rows, files = predict_files(given, settings, out, faces, annotate, fit_all, not quiet)
     for row in rows[:8]:
         print("  " + row_text(row))
     if len(rows) > 8:

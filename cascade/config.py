@@ -339,19 +339,24 @@ def settings_file(path: Path) -> list[str]:
     tree = tree.get("settings", tree) if isinstance(tree, dict) else tree
     if not isinstance(tree, dict):
         raise ConfigError(f"settings file {path}: expected a mapping of settings (or a `settings:` mapping)")
+    return mapping_words(tree)
 
-    def words(node: dict, prefix: str) -> list[str]:
-        out = []
-        for k, v in node.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and v:
-                out += words(v, key + ".")
-            elif isinstance(v, list):
-                out.append(f"{key}={','.join(str(x) for x in v)}")
-            else:
-                out.append(f"{key}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}")
-        return out
-    return words(tree, "")
+
+def mapping_words(tree: dict, prefix: str = "") -> list[str]:
+    """A mapping of settings as `key=value` words in its order: nested keys dotted, lists and
+    tuples comma-joined, None as null, booleans lower-case.  A settings file and the Python API's
+    keyword settings (cascade.api) both become words this way, so they are checked as the command
+    line's are."""
+    out = []
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out += mapping_words(v, key + ".")
+        elif isinstance(v, (list, tuple)):
+            out.append(f"{key}={','.join(str(x) for x in v)}")
+        else:
+            out.append(f"{key}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}")
+    return out
 
 
 def expand(words: list[str]) -> list[str]:

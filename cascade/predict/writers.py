@@ -35,6 +35,13 @@ def _csv_row(row: dict) -> dict:
     return flat
 
 
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """The rows as the CSV holds them (CSV_COLUMNS), and as the Python API returns them."""
+    out = pd.DataFrame([_csv_row(r) for r in rows], columns=CSV_COLUMNS)
+    out["face"] = out["face"].astype("Int64")                # a face-less file's row: empty, not NaN
+    return out
+
+
 def write(rows: list[dict], header: dict, out: Path) -> list[Path]:
     """Write `rows` and `header` to `out` (atomically); returns the files written."""
     check_out(out)
@@ -42,8 +49,6 @@ def write(rows: list[dict], header: dict, out: Path) -> list[Path]:
     if out.suffix == ".jsonl":
         atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [{"header": header}, *rows]))
         return [out]
-    frame = pd.DataFrame([_csv_row(r) for r in rows], columns=CSV_COLUMNS)
-    frame["face"] = frame["face"].astype("Int64")            # a face-less file's row: empty, not NaN
-    atomic_write_text(out, frame.to_csv(index=False))
+    atomic_write_text(out, frame(rows).to_csv(index=False))
     atomic_write_json(out.with_suffix(".json"), header)
     return [out, out.with_suffix(".json")]
