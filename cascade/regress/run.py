@@ -26,7 +26,7 @@ from cascade.protocols import folds as protocol_folds
 from cascade.protocols import load_protocol
 from cascade.regress import engines
 from cascade.regress.features import Features, Mode, extract
-from cascade.report.tables import cleaning_line, data_line
+from cascade.report.header import cleaning_line, opening
 from cascade.stages import read_folds
 from cascade.runtime import device
 from cascade.stages.execute import fold_seed, model_source
@@ -172,11 +172,9 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
             details[name] = {"predictions": pred, "models": models, "features": feats.meta}
     synthetic = any(t.synthetic for t in tables.values())
     spec = protocol_of(cfg)
-    header = [
-        f"Target: {cfg['target']} — protocol `{spec['name']}` ({rows[0]['folds']} folds"
-        + (f", the first {cfg['regress']['folds']} only: regress.folds" if cfg["regress"]["folds"] else "") + ")",
-        data_line({name: t.synthetic for name, t in tables.items()}),
-        f"Backbone: {cfg['backbone']}; weights: {backbone_weights} (weights={cfg['weights']})",
+    scope = (f" ({rows[0]['folds']} folds"
+             + (f", the first {cfg['regress']['folds']} only: regress.folds" if cfg["regress"]["folds"] else "") + ")")
+    header = opening(cfg, spec["name"], scope, tables, backbone_weights) + [
         "Features: the stage's body on the target's cached images, no augmentation; `last` = the body's "
         "last convolutional output, `first` = the first convolutional layer after its activation; pooled "
         "per channel by global max / average, or flattened (`none`)",
