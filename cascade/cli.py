@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -223,7 +222,7 @@ def next_steps(folder: Path, cfg: dict) -> str:
 
 def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
     from cascade.report.tables import mixed_data_line, run_and_write
-    from cascade.stages import cost
+    from cascade.stages import estimate
     from cascade.stages import plan as P
 
     settings = C.expand(settings)        # a settings file's words go into run.json, not its path
@@ -255,10 +254,10 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     if mixed := mixed_data_line(cfg):
         print(mixed)
     if dry_run:
-        print(cost.dry_run_text(plans))
+        print(estimate.dry_run_text(plans))
         return 0
     if not quiet:
-        print(cost.start_line(plans))
+        print(estimate.start_line(plans))
     md, folder = run_and_write(plans, Path(cfg["run"]["results_dir"]), settings, not quiet)
     print()
     print(md)
@@ -361,35 +360,7 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: 
     plan = P.build(cfg)
     from cascade.stages.placement import gpu_count
     est = estimate.estimate(plan, job_counts, names, measure, devices or max(1, gpu_count()), published=not as_is)
-    print(f"backbone {cfg['backbone']} at {est['size']} px: {est['train_flops'] / 1e9:.3g} GFLOPs per training "
-          f"image (forward + backward), {est['eval_flops'] / 1e9:.3g} per forward")
-    for name, (n, source) in est["sizes"].items():
-        print(f"  {name}: {n:,} images ({source})")
-    if est["rates"]:
-        print("this CPU: " + "; ".join(f"{t} thread(s) {r[0]:.3g} train / {r[1]:.3g} eval img/s"
-                                      for t, r in est["rates"].items()))
-    for warning in est["warnings"]:
-        print(f"warning: {warning}")
-    print()
-    for row in est["rows"]:
-        cpu = f"  {row['CPU h (1 job)']:8.3g} CPU h" if "CPU h (1 job)" in row else ""
-        print(f"  {row['node']:<45} {row['folds']:>3} fold(s)  {row['train images']:>12,.0f} train + "
-              f"{row['eval images']:>10,.0f} eval images  {row['TFLOPs']:10.2f} TFLOP{cpu}")
-    print()
-    for g, h in est["gpu_hours"].items():
-        print(f"  {g:<10} {h:10.3g} GPU-hours; {est['gpu_wall_hours'][g]:.3g} h wall on {est['devices']} GPU(s), "
-              f"{est['folds_per_device']} fold(s) per GPU; {est['gpu_train_rate'][g]:,.0f} training img/s per GPU"
-              + (f", {math.ceil(est['gpu_train_rate'][g] / est['feed_rate'])} feeding thread(s) per GPU" if est["feed_rate"] else ""))
-        print(f"  {'':<10} rate {est['gpu_source'][g]}")
-    if est["feed_rate"]:
-        print(f"  feed: one thread here gathers {est['feed_rate']:,.0f} img/s at {est['size']} px (warm cache; "
-              "benchmarks/feed_rate.py measures it cold too); each fold worker feeds from its own thread")
-    for j, h in est["cpu_hours_by_jobs"].items():
-        print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
-              f"thread(s) per job)")
-    print("\nRates are the harness's own: each GPU class's measured through it, this CPU's training rate "
-          "from an epoch of its trainer (forward passes bare). Decoding the image cache once is not counted; "
-          "early stopping only shortens a run.")
+    print(estimate.plan_text(est, cfg["backbone"]))
     return 0
 
 
