@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 from cascade import config as C
 from cascade.models import AgeModel, build_backbone
-from cascade.stages.cost import this_gpu_class
-from cascade.stages.estimate import model_flops
+from cascade.stages.estimate import model_flops, this_gpu_class
 from cascade.train.augment import random_affine
 from cascade.store import atomic_torch_save, safe_torch_load
 from cascade.train.trainer import Split, epoch_seed, fit

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -273,10 +272,10 @@ def finish_run(run: RunPlan, progress: bool, say: Callable[[str], object]) -> Pa
     """Train what `run`'s plans miss and write their results folder (returned), the table and the
     next commands handed to `say`: the rest of `cascade run`, and of the Python API's run."""
     from cascade.report.tables import run_and_write
-    from cascade.stages import cost
+    from cascade.stages import estimate
 
     if progress:
-        say(cost.start_line(run.plans))
+        say(estimate.start_line(run.plans))
     md, folder = run_and_write(run.plans, Path(run.cfg["run"]["results_dir"]), run.settings, progress)
     say("")
     say(md)
@@ -286,7 +285,7 @@ def finish_run(run: RunPlan, progress: bool, say: Callable[[str], object]) -> Pa
 
 
 def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = False) -> int:
-    from cascade.stages import cost
+    from cascade.stages import estimate
 
     if list_keys:
         print("\n".join(C.list_keys(_load(C.expand(settings)))))
@@ -295,7 +294,7 @@ def cmd_run(settings: list[str], dry_run: bool, quiet: bool, list_keys: bool = F
     if not run.plans:
         return 0
     if dry_run:
-        print(cost.dry_run_text(run.plans))
+        print(estimate.dry_run_text(run.plans))
         return 0
     finish_run(run, not quiet, print)
     return 0
@@ -395,35 +394,7 @@ def cmd_plan(settings: list[str], gpus: str, jobs: str, measure: bool, devices: 
     plan = P.build(cfg)
     from cascade.stages.placement import gpu_count
     est = estimate.estimate(plan, job_counts, names, measure, devices or max(1, gpu_count()), published=not as_is)
-    print(f"backbone {cfg['backbone']} at {est['size']} px: {est['train_flops'] / 1e9:.3g} GFLOPs per training "
-          f"image (forward + backward), {est['eval_flops'] / 1e9:.3g} per forward")
-    for name, (n, source) in est["sizes"].items():
-        print(f"  {name}: {n:,} images ({source})")
-    if est["rates"]:
-        print("this CPU: " + "; ".join(f"{t} thread(s) {r[0]:.3g} train / {r[1]:.3g} eval img/s"
-                                      for t, r in est["rates"].items()))
-    for warning in est["warnings"]:
-        print(f"warning: {warning}")
-    print()
-    for row in est["rows"]:
-        cpu = f"  {row['CPU h (1 job)']:8.3g} CPU h" if "CPU h (1 job)" in row else ""
-        print(f"  {row['node']:<45} {row['folds']:>3} fold(s)  {row['train images']:>12,.0f} train + "
-              f"{row['eval images']:>10,.0f} eval images  {row['TFLOPs']:10.2f} TFLOP{cpu}")
-    print()
-    for g, h in est["gpu_hours"].items():
-        print(f"  {g:<10} {h:10.3g} GPU-hours; {est['gpu_wall_hours'][g]:.3g} h wall on {est['devices']} GPU(s), "
-              f"{est['folds_per_device']} fold(s) per GPU; {est['gpu_train_rate'][g]:,.0f} training img/s per GPU"
-              + (f", {math.ceil(est['gpu_train_rate'][g] / est['feed_rate'])} feeding thread(s) per GPU" if est["feed_rate"] else ""))
-        print(f"  {'':<10} rate {est['gpu_source'][g]}")
-    if est["feed_rate"]:
-        print(f"  feed: one thread here gathers {est['feed_rate']:,.0f} img/s at {est['size']} px (warm cache; "
-              "benchmarks/feed_rate.py measures it cold too); each fold worker feeds from its own thread")
-    for j, h in est["cpu_hours_by_jobs"].items():
-        print(f"  this CPU, --jobs {j:<3} {h:10.3g} h wall  ({est['cores']} cores, {max(1, est['cores'] // j)} "
-              f"thread(s) per job)")
-    print("\nRates are the harness's own: each GPU class's measured through it, this CPU's training rate "
-          "from an epoch of its trainer (forward passes bare). Decoding the image cache once is not counted; "
-          "early stopping only shortens a run.")
+    print(estimate.plan_text(est, cfg["backbone"]))
     return 0
 
 

@@ -16,7 +16,8 @@ import pandas as pd
 from cascade import metrics as M
 from cascade import runtime
 from cascade.data.datasets import LabelSpace
-from cascade.report.tables import data_line, finished_plans, row_metrics, target_predictions, write_tables
+from cascade.report.header import opening
+from cascade.report.tables import finished_plans, row_metrics, target_predictions, write_tables
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
@@ -125,15 +126,16 @@ def ensemble(runs: list[str], out_dir: Path, stacked: bool, meta: dict) -> tuple
                      **row_metrics(stacked_pred, labels, seed, tol)})
     table = pd.DataFrame(rows)
     plan = members[0][3]
-    header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`, "
-              f"the same {table['folds'].iloc[0]} folds and {table['images'].iloc[0]} test images for every member",
-              data_line({n: t.synthetic for m in members for n, t in m[3].tables.items()}),
-              "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
-              "argmax) applied to the average" + (f"; stacked: per fold an MLP (hidden units {meta['hidden']}, at most "
-              f"{meta['max_iter']} iterations) trained on the members' probabilities for the fold's validation "
-              f"images" if stacked else ""),
-              *[f"Member {name}: seed {m.cfg['seed']}, weights {m.nodes[0].info['weights']}"
-                for name, _, _, m in members]]
+    header = opening(plan.cfg, plan.targets[-1].info["protocol"]["name"],
+                     f", the same {table['folds'].iloc[0]} folds and {table['images'].iloc[0]} test images for "
+                     f"every member", {n: t for m in members for n, t in m[3].tables.items()}) + [
+        "Ensemble: the members' class probabilities averaged per image; decision rules (expected value, "
+        "argmax) applied to the average" + (f"; stacked: per fold an MLP (hidden units {meta['hidden']}, at most "
+        f"{meta['max_iter']} iterations) trained on the members' probabilities for the fold's validation "
+        f"images" if stacked else ""),
+        *[f"Member {name}: seed {m.cfg['seed']}, weights {m.nodes[0].info['weights']}"
+          for name, _, _, m in members]
+    ]
     rid = "ensemble-" + stable_hash([sorted(Path(r).name for r in runs), stacked, meta if stacked else None], 8)
     folder = Path(out_dir) / rid
     md = write_tables(folder, "Ensemble", table, header, "Ensemble")

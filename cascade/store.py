@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -227,7 +227,7 @@ class StageDir:
         damaged = self.verify()
         if damaged:
             print(f"cascade: {what} {self.path} is damaged ({', '.join(damaged)} missing or failing "
-                  f"their sha256); recomputing only those", file=sys.stderr)
+                  f"their sha256); recomputing them", file=sys.stderr)
             for name in damaged:
                 (self.path / name).unlink(missing_ok=True)
             (self.path / MARKER).unlink(missing_ok=True)
@@ -243,6 +243,26 @@ class StageDir:
         except (ValueError, KeyError):               # a torn marker: the folder is unfinished
             return False
         return not self.repair(what)
+
+    def fill(self, what: str, write: Callable[[], list[str]], scratch: tuple[str, ...] = (),
+             info: dict | None = None) -> bool:
+        """The one routine by which every keyed folder is filled (a stage, a regression, a feature
+        array, an image cache), so that each is either complete or resumable whenever its writer
+        is killed: under `lock()`, nothing to do when the folder is complete and intact
+        (`usable`, which removes damaged files); else the temporaries of a writer killed
+        mid-write are swept, `write()` writes the files, resuming from whatever finished pieces an
+        interrupted run left (fold files, a checkpoint, rows counted done), and returns the names
+        the marker lists; the marker is written last, and only then the `scratch` files that
+        made resuming possible (a checkpoint, a progress count) are removed.  Returns whether it
+        wrote."""
+        with self.lock():
+            if self.usable(what):
+                return False
+            self.sweep()
+            self.mark_complete(write(), info)
+            for name in scratch:
+                self.file(name).unlink(missing_ok=True)
+            return True
 
     def sweep(self) -> int:
         """Remove the temporary files of writers killed mid-write, in every subfolder (a fold's

@@ -128,11 +128,9 @@ def test_a_study_is_planned_before_its_weight_file_exists(home, capsys):
 def test_a_runs_first_line_prices_this_gpu_by_its_class(monkeypatch, name, cls):
     """The start line's GPU class is read off the device name (asked of nvidia-smi, so this
     process creates no CUDA context); an unknown GPU gets no class."""
-    from cascade.stages import cost
-
-    monkeypatch.setattr(cost, "_cuda_name", lambda: name)
-    monkeypatch.setattr(cost, "device", lambda cfg: "cuda")
-    assert cost.this_gpu_class(C.load([])) == ((name, cls) if cls else None)
+    monkeypatch.setattr(estimate, "_cuda_name", lambda: name)
+    monkeypatch.setattr(estimate, "device", lambda cfg: "cuda")
+    assert estimate.this_gpu_class(C.load([])) == ((name, cls) if cls else None)
 
 
 def test_an_intermediate_stage_on_several_gpus_shortens_the_wall_time(home):

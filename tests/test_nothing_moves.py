@@ -1,5 +1,6 @@
 """Nothing moves: every committed results folder made by `cascade run` (or a `cascade study`
-cell) rebuilds, from the settings words its run.json recorded, the stage keys it recorded.
+cell) rebuilds, from the settings words its run.json recorded, the stage keys it recorded, and
+the opening lines of its table's header (target, data, backbone and weights).
 
 Why: a stage key hashes the settings, the code's version constants and the data's manifest, so
 a refactor that moves one (a renamed setting, a default that changed, a protocol file read
@@ -77,6 +78,7 @@ def _weights_in(home: Path, cfg: dict) -> None:
 @pytest.mark.parametrize("folder", plan_folders(), ids=lambda p: p.name)
 def test_a_recorded_plan_rebuilds_its_stage_keys(folder, store, monkeypatch):
     from cascade import config as C
+    from cascade.report.header import opening
     from cascade.report.tables import stage_keys
     from cascade.stages import plan as P
     from cascade.verify import key_differences
@@ -91,9 +93,14 @@ def test_a_recorded_plan_rebuilds_its_stage_keys(folder, store, monkeypatch):
     if roots:
         pytest.skip(f"{folder.name} reads data that is absent here: {roots}")
     _weights_in(store, cfg)
-    rebuilt = stage_keys([P.build(c) for c in C.per_seed(cfg)])
-    moved = key_differences(meta["stages"], rebuilt)
+    plans = [P.build(c) for c in C.per_seed(cfg)]
+    moved = key_differences(meta["stages"], stage_keys(plans))
     assert not moved, f"{folder}: stage keys moved:\n" + "\n".join(moved)
+    # the header's opening lines, rebuilt from the plan, read as the committed table wrote them
+    plan = plans[0]
+    target, *rest = opening(plan.cfg, plan.targets[0].info["protocol"]["name"], "", plan.tables,
+                            plan.nodes[0].info["weights"])
+    assert meta["header"][0].startswith(target) and meta["header"][1:3] == rest
 
 
 def test_every_run_folder_is_a_plan_or_named_as_not_one():

@@ -333,7 +333,7 @@ def test_the_aligned_adience_release_is_a_setting(home):
     aligned faces; the demo suite writes both releases), the same rows as `faces`, and says so in
     the table header."""
     from cascade.data.datasets import open_dataset
-    from cascade.report.tables import cleaning_line
+    from cascade.report.header import cleaning_line
 
     faces = open_dataset(_cfg(home), "adience", home)
     aligned = open_dataset(_cfg(home, "data.adience_variant=aligned"), "adience", home)

@@ -11,7 +11,8 @@ from PIL import Image
 from cascade import config as C
 from cascade.cli import main
 from cascade.data.datasets import UnusableDataset, open_dataset, synthetic_sources
-from cascade.report.tables import data_line, mixed_data_line
+from cascade.report.header import data_line
+from cascade.report.tables import mixed_data_line
 from conftest import FAST
 
 

@@ -46,6 +46,34 @@ def test_stage_is_complete_only_with_a_valid_marker(tmp_path):
     assert not d.is_complete()
 
 
+def test_fill_writes_once_resumes_after_a_crash_and_removes_scratch_last(tmp_path):
+    """The one routine of every keyed folder: a writer killed mid-way leaves no marker and its
+    resume state (here a checkpoint) for the rerun, which first sweeps the dead writer's
+    temporaries; the scratch file goes only after the marker; a complete folder is not rewritten."""
+    d = StageDir(tmp_path, "k")
+    calls = []
+
+    def crash():
+        calls.append("crash")
+        d.file("ckpt.pt").write_text("epoch 3")
+        d.file(".out.bin.ab12.tmp").write_text("half")
+        raise KeyboardInterrupt
+
+    def write():
+        calls.append(d.file("ckpt.pt").read_text())
+        assert not d.file(".out.bin.ab12.tmp").exists()
+        d.file("out.bin").write_text("done")
+        return ["out.bin"]
+
+    with pytest.raises(KeyboardInterrupt):
+        d.fill("stage", crash, scratch=("ckpt.pt",))
+    assert not d.is_complete() and d.file("ckpt.pt").exists()
+    assert d.fill("stage", write, scratch=("ckpt.pt",), info={"size": 1})
+    assert d.is_complete() and not d.file("ckpt.pt").exists()
+    assert json.loads(d.file(MARKER).read_text())["size"] == 1
+    assert not d.fill("stage", write) and calls == ["crash", "epoch 3"]
+
+
 def test_sweep_removes_killed_writers_temporaries_in_every_subfolder(tmp_path):
     """A fold worker killed while writing its validation predictions leaves its temp file two
     levels down (folds/validation/); the rerun's sweep must find it there too (the crash test

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from cascade import runtime
-from cascade.report.tables import data_line, to_markdown
+from cascade.report.header import backbone_line, data_line
+from cascade.report.tables import to_markdown
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
@@ -34,8 +35,7 @@ def header(plan: P.Plan, nodes: list[P.Node]) -> list[str]:
     cfg = plan.cfg
     return [
         data_line({name: t.synthetic for name, t in plan.tables.items()}),
-        f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']}); "
-        f"seed {cfg['seed']}",
+        f"{backbone_line(cfg, plan.nodes[0].info['weights'])}; seed {cfg['seed']}",
         *(f"Stage {n.key}: {n.label}" + (f" (protocol `{n.info['protocol']['name']}`)" if n.kind == "target" else "")
           for n in nodes),
     ]

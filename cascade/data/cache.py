@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from PIL import Image, ImageOps
 
 from cascade.data.records import DatasetTable
 from cascade.progress import bar as progress_bar
-from cascade.store import MARKER, atomic_write_json, atomic_write_text, reserve, stable_hash
+from cascade.store import StageDir, atomic_write_json, atomic_write_text, reserve, stable_hash
 
 #: In every cache's key: bump when the cache's layout or decoding changes (CHANGELOG.md).
 CACHE_VERSION = 2
@@ -114,30 +113,19 @@ def cache_key(table: DatasetTable, size: int, crop: dict) -> str:
 
 
 def prepare(table: DatasetTable, size: int, crop: dict, home: Path, jobs: int = 2,
-            progress: bool = True, verify: bool = True) -> ImageCache:
+            progress: bool = True) -> ImageCache:
     """Build (once) and open the cache of `table`; returns it with the table's frame reduced
     to the usable rows and the failures added to the table's cleaning report.
 
     `crop`: the resolved crop settings (`cascade.data.datasets.crop_settings`): mode box | mtcnn
     | align | none, margin, no_face policy, min_prob, alignment template.
-    `verify`: check the cached files against the sha256 sums of the completion marker and
-    rebuild a damaged cache (a flipped byte in a multi-GB array would otherwise silently
+    The cached files are checked against the sha256 sums of the completion marker each time
+    and a damaged cache is rebuilt (a flipped byte in a multi-GB array would otherwise silently
     change every number computed from it)."""
-    from cascade.store import StageDir
-
-    key = cache_key(table, size, crop)
-    folder = StageDir(Path(home) / "cache", key)
-    with folder.lock():
-        if folder.is_complete() and verify:
-            damaged = folder.verify()
-            if damaged:
-                print(f"cascade: image cache {folder.path} is damaged ({', '.join(damaged)} fail "
-                      f"their sha256); rebuilding it", file=sys.stderr)
-                folder.file(MARKER).unlink()
-        if not folder.is_complete():
-            folder.sweep()                      # temp files of a build killed mid-write
-            _build(table, size, crop, folder, jobs, progress)
-        rows = json.loads(folder.file("rows.json").read_text())
+    folder = StageDir(Path(home) / "cache", cache_key(table, size, crop))
+    folder.fill("image cache", lambda: _build(table, size, crop, folder, jobs, progress),
+                info={"dataset": table.name, "size": size, "crop": crop})
+    rows = json.loads(folder.file("rows.json").read_text())
     for reason, n in pd.Series([q["reason"].split(":")[0] for q in rows["quarantine"]],
                                dtype=object).value_counts(sort=False).items():
         table.report.drop(f"image quarantined: {reason}", int(n))
@@ -150,10 +138,10 @@ def prepare(table: DatasetTable, size: int, crop: dict, home: Path, jobs: int = 
 CHUNK = 256
 
 
-def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progress: bool) -> None:
+def _build(table: DatasetTable, size: int, crop: dict, folder: StageDir, jobs: int, progress: bool) -> list[str]:
     """Decode every listed file once, locate the face per `crop`, write the pixel array, the row
     map and the manifest table (path, sha256, bytes, label, subject, fold, cached row or
-    quarantine reason)."""
+    quarantine reason); the names of the files written."""
 
     frame = table.frame
     boxes = [None if np.isnan(r.box_x1) else (r.box_x1, r.box_y1, r.box_x2, r.box_y2)
@@ -201,8 +189,7 @@ def _build(table: DatasetTable, size: int, crop: dict, folder, jobs: int, progre
         "fold": frame["fold"], "cached_row": cached_row, "quarantine": [r or "" for r in reasons]})
     atomic_write_text(folder.file("manifest.csv"), manifest.to_csv(index=False))
     atomic_write_json(folder.file("rows.json"), {"keep": keep, "quarantine": bad})
-    folder.mark_complete(["images.npy", "rows.json", "manifest.csv"],
-                         {"dataset": table.name, "size": size, "crop": crop})
+    return ["images.npy", "rows.json", "manifest.csv"]
 
 
 def _locate(crop: dict, images: list[Image.Image], boxes: list) -> list[tuple]:

@@ -131,43 +131,43 @@ def extract(model: AgeModel, cache: ImageCache, mode: Mode, stage_key: str, labe
     """Features of every cached image under `mode`, computed once (resumable) and reused."""
 
     folder = StageDir(Path(home) / "features", features_key(stage_key, cache, mode, model.preprocessing, numerics))
-    with folder.lock():
-        if not folder.usable("feature array"):
-            folder.sweep()                      # temp files of a writer killed mid-write
-            model.to(device)
-            n, size = len(cache.images), cache.images.shape[1]
-            dim = feature_dim(model, size, mode, device)
-            gb = n * dim * 4 / 2**30
-            if gb > max_gb:
-                raise ValueError(f"features {mode} of {label}: {n} images x {dim} values = {gb:.1f} GB "
-                                 f"> features.max_gb={max_gb:g}; pool the maps (pooling=max|avg) or "
-                                 f"raise features.max_gb")
-            partial, done_file = folder.file("features.partial.npy"), folder.file("progress.json")
-            done = json.loads(done_file.read_text())["rows"] if done_file.exists() and partial.exists() else 0
-            array = np.lib.format.open_memmap(partial, mode="r+" if done else "w+",
-                                              dtype=np.float32, shape=(n, dim))
-            if not done:
-                reserve(partial)                 # out of space: a clear error, not SIGBUS
-            bar = progress_bar(total=n, initial=done, desc=f"features {mode} {label}", enabled=progress)
-            chunks = [np.arange(start, min(start + batch_size, n)) for start in range(done, n, batch_size)]
-            for rows, crops in zip(chunks, Feed(cache.images, chunks, device)):
-                array[rows] = extract_batch(model, model.preprocessing.apply(crops), mode).cpu().numpy()
-                array.flush()                       # rows on disk before they are counted as done
-                atomic_write_json(done_file, {"rows": int(rows[-1]) + 1})
-                bar.update(len(rows))
-            bar.close()
-            del array
-            os.replace(partial, folder.file("features.npy"))
-            frame = cache.table.frame
-            index = pd.DataFrame({"row": np.arange(n), "path": frame["path"], "subject": frame["subject"],
-                                  "fold": frame["fold"], "age_lo": frame["age_lo"], "age_hi": frame["age_hi"]})
-            atomic_write_text(folder.file("index.csv"), index.to_csv(index=False))
-            atomic_write_json(folder.file("meta.json"), {
-                "stage": label, "stage_key": stage_key, "cache": cache.path.name, "dataset": cache.table.name,
-                "layer": mode.layer, "pooling": mode.pooling, "shape": [n, dim],
-                "preprocessing": str(model.preprocessing), "synthetic": cache.table.synthetic})
-            folder.mark_complete(["features.npy", "index.csv", "meta.json"])
-            done_file.unlink(missing_ok=True)
+
+    def write() -> list[str]:
+        model.to(device)
+        n, size = len(cache.images), cache.images.shape[1]
+        dim = feature_dim(model, size, mode, device)
+        gb = n * dim * 4 / 2**30
+        if gb > max_gb:
+            raise ValueError(f"features {mode} of {label}: {n} images x {dim} values = {gb:.1f} GB "
+                             f"> features.max_gb={max_gb:g}; pool the maps (pooling=max|avg) or "
+                             f"raise features.max_gb")
+        partial, done_file = folder.file("features.partial.npy"), folder.file("progress.json")
+        done = json.loads(done_file.read_text())["rows"] if done_file.exists() and partial.exists() else 0
+        array = np.lib.format.open_memmap(partial, mode="r+" if done else "w+",
+                                          dtype=np.float32, shape=(n, dim))
+        if not done:
+            reserve(partial)                 # out of space: a clear error, not SIGBUS
+        bar = progress_bar(total=n, initial=done, desc=f"features {mode} {label}", enabled=progress)
+        chunks = [np.arange(start, min(start + batch_size, n)) for start in range(done, n, batch_size)]
+        for rows, crops in zip(chunks, Feed(cache.images, chunks, device)):
+            array[rows] = extract_batch(model, model.preprocessing.apply(crops), mode).cpu().numpy()
+            array.flush()                       # rows on disk before they are counted as done
+            atomic_write_json(done_file, {"rows": int(rows[-1]) + 1})
+            bar.update(len(rows))
+        bar.close()
+        del array
+        os.replace(partial, folder.file("features.npy"))
+        frame = cache.table.frame
+        index = pd.DataFrame({"row": np.arange(n), "path": frame["path"], "subject": frame["subject"],
+                              "fold": frame["fold"], "age_lo": frame["age_lo"], "age_hi": frame["age_hi"]})
+        atomic_write_text(folder.file("index.csv"), index.to_csv(index=False))
+        atomic_write_json(folder.file("meta.json"), {
+            "stage": label, "stage_key": stage_key, "cache": cache.path.name, "dataset": cache.table.name,
+            "layer": mode.layer, "pooling": mode.pooling, "shape": [n, dim],
+            "preprocessing": str(model.preprocessing), "synthetic": cache.table.synthetic})
+        return ["features.npy", "index.csv", "meta.json"]
+
+    folder.fill("feature array", write, scratch=("progress.json",))
     return Features(folder.path, np.load(folder.file("features.npy"), mmap_mode="r"),
                     pd.read_csv(folder.file("index.csv"), dtype={"subject": str}),
                     json.loads(folder.file("meta.json").read_text()))

@@ -26,7 +26,7 @@ from cascade.protocols import folds as protocol_folds
 from cascade.protocols import load_protocol
 from cascade.regress import engines
 from cascade.regress.features import Features, Mode, extract
-from cascade.report.tables import cleaning_line, data_line
+from cascade.report.header import cleaning_line, opening
 from cascade.stages import read_folds
 from cascade.runtime import device
 from cascade.stages.execute import fold_seed, model_source
@@ -101,23 +101,24 @@ def regress_features(cfg: dict, feats: Features, engine: dict, progress: bool, d
     subjects = index["subject"].astype(str).to_numpy()
     where = cpu_placement(cfg, len(folds))
     threads = where.threads
-    with d.lock():
-        if not d.usable("regression"):
-            d.sweep()
-            atomic_write_json(d.file("config.json"), {"features": feats.meta, "protocol": spec,
-                                                      "engine": engine, "seed": cfg["seed"]})
-            todo = [RegressFold(name, train, test, str(feats.path / "features.npy"), ages, subjects,
-                                str(d.path / "folds" / f"{name}.csv"), engine, fold_seed(cfg["seed"], name), threads)
-                    for name, train, test in folds
-                    if not all((d.path / "folds" / f"{name}.{ext}").exists() for ext in ("csv", "json"))]
-            run_fold_stage(todo, cfg, progress, desc, d.file("log.txt"), where)
-            pred = read_folds(d.path / "folds" / f"{name}.csv" for name, _, _ in folds)
-            atomic_write_text(d.file("predictions.csv"), pred.to_csv(index=False))
-            models = {name: json.loads((d.path / "folds" / f"{name}.json").read_text())
-                      for name, _, _ in folds}
-            atomic_write_json(d.file("models.json"), models)
-            d.mark_complete(["predictions.csv", "models.json", "config.json",       # and every fold's
-                             *(f"folds/{name}.{ext}" for name, _, _ in folds for ext in ("csv", "json"))])
+
+    def write() -> list[str]:
+        atomic_write_json(d.file("config.json"), {"features": feats.meta, "protocol": spec,
+                                                  "engine": engine, "seed": cfg["seed"]})
+        todo = [RegressFold(name, train, test, str(feats.path / "features.npy"), ages, subjects,
+                            str(d.path / "folds" / f"{name}.csv"), engine, fold_seed(cfg["seed"], name), threads)
+                for name, train, test in folds
+                if not all((d.path / "folds" / f"{name}.{ext}").exists() for ext in ("csv", "json"))]
+        run_fold_stage(todo, cfg, progress, desc, d.file("log.txt"), where)
+        pred = read_folds(d.path / "folds" / f"{name}.csv" for name, _, _ in folds)
+        atomic_write_text(d.file("predictions.csv"), pred.to_csv(index=False))
+        models = {name: json.loads((d.path / "folds" / f"{name}.json").read_text())
+                  for name, _, _ in folds}
+        atomic_write_json(d.file("models.json"), models)
+        return ["predictions.csv", "models.json", "config.json",       # and every fold's
+                *(f"folds/{name}.{ext}" for name, _, _ in folds for ext in ("csv", "json"))]
+
+    d.fill("regression", write)
     return (pd.read_csv(d.file("predictions.csv"), dtype={"subject": str, "fold": str}),
             json.loads(d.file("models.json").read_text()))
 
@@ -171,11 +172,9 @@ def regress(cfg: dict, stages: list[str], progress: bool = True) -> tuple[pd.Dat
             details[name] = {"predictions": pred, "models": models, "features": feats.meta}
     synthetic = any(t.synthetic for t in tables.values())
     spec = protocol_of(cfg)
-    header = [
-        f"Target: {cfg['target']} — protocol `{spec['name']}` ({rows[0]['folds']} folds"
-        + (f", the first {cfg['regress']['folds']} only: regress.folds" if cfg["regress"]["folds"] else "") + ")",
-        data_line({name: t.synthetic for name, t in tables.items()}),
-        f"Backbone: {cfg['backbone']}; weights: {backbone_weights} (weights={cfg['weights']})",
+    scope = (f" ({rows[0]['folds']} folds"
+             + (f", the first {cfg['regress']['folds']} only: regress.folds" if cfg["regress"]["folds"] else "") + ")")
+    header = opening(cfg, spec["name"], scope, tables, backbone_weights) + [
         "Features: the stage's body on the target's cached images, no augmentation; `last` = the body's "
         "last convolutional output, `first` = the first convolutional layer after its activation; pooled "
         "per channel by global max / average, or flattened (`none`)",

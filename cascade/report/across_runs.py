@@ -16,7 +16,8 @@ import pandas as pd
 
 from cascade import runtime
 from cascade.report import compare, figures
-from cascade.report.tables import data_line, finished_plans, over_seeds, row_metrics, target_predictions, write_tables
+from cascade.report.header import opening
+from cascade.report.tables import finished_plans, over_seeds, row_metrics, target_predictions, write_tables
 from cascade.stages import plan as P
 from cascade.store import atomic_write_json, atomic_write_text, stable_hash
 
@@ -67,13 +68,14 @@ def compare_runs(runs: list[str | Path], out_dir: Path, every_configuration: boo
     run_id = run_id or "compare-" + stable_hash([str(Path(r).name) for r in runs], 8)
     folder = Path(out_dir) / run_id
     synthetic = any(t.synthetic for m in members for t in m[3][0].tables.values())
-    header = [f"Target: {plan.cfg['target']} — protocol `{plan.targets[-1].info['protocol']['name']}`; "
-              + ("every configuration of every run, each Δ against the configuration it extends" if every_configuration
-                 else "each run's full cascade, the first run the reference of every Δ"),
-              data_line({n: t.synthetic for m in members for n, t in m[3][0].tables.items()}),
-              "Seeds per run: " + ", ".join(str(len(f)) for f in preds.values())
-              + ("" if rows_per_seed_count == {1} else " (each number the mean over its run's seeds ± sd)"),
-              runtime.fingerprint_line(runtime.fingerprint(plan.cfg))]
+    header = opening(plan.cfg, plan.targets[-1].info["protocol"]["name"],
+                     "; " + ("every configuration of every run, each Δ against the configuration it extends"
+                             if every_configuration else "each run's full cascade, the first run the reference of every Δ"),
+                     {n: t for m in members for n, t in m[3][0].tables.items()}) + [
+        "Seeds per run: " + ", ".join(str(len(f)) for f in preds.values())
+        + ("" if rows_per_seed_count == {1} else " (each number the mean over its run's seeds ± sd)"),
+        runtime.fingerprint_line(runtime.fingerprint(plan.cfg))
+    ]
     md = write_tables(folder, title, table, header, f"{plan.cfg['target']}: {title.lower()}")
     md += ("\n## Each configuration against the one it extends\n\n" if every_configuration
            else "\n## Each run against the first\n\n") + compare.comparisons_markdown(pairs)

@@ -16,6 +16,7 @@ import pandas as pd
 from cascade import metrics as M
 from cascade import runtime
 from cascade.report import compare, figures, latex, literature
+from cascade.report.header import cleaning_line, opening, sources_text
 from cascade.stages.execute import Runner
 from cascade.stages.leakage import leakage
 from cascade.data.datasets import synthetic_sources
@@ -98,26 +99,6 @@ def over_seeds(seeds: list[int], rows_per_seed: list[list[dict]]) -> tuple[list[
     return out, long
 
 
-def data_line(synthetic: bool | dict[str, bool]) -> str:
-    """The header line that says where the data came from: a number from the demo suite must
-    never pass for a real result.  `synthetic`: one flag for all the data, or one per dataset
-    (a run that mixes the two names which is which)."""
-    flags = synthetic if isinstance(synthetic, dict) else {"": synthetic}
-    if all(flags.values()):
-        return "Data: **synthetic data** (the embedded procedurally generated demo suite; not a real result)"
-    if not any(flags.values()):
-        return "Data: user-supplied datasets (data.root.*)"
-    return ("Data: **mixed real and synthetic**: " + sources_text(flags)
-            + "; a configuration trained or tested on synthetic data is not a real result")
-
-
-def sources_text(synthetic: dict[str, bool]) -> str:
-    """Which datasets are the user's and which the demo suite's, in the run's order."""
-    real = [n for n, s in synthetic.items() if not s]
-    fake = [n for n, s in synthetic.items() if s]
-    return f"{', '.join(real)} real (data.root.*); {', '.join(fake)} **synthetic** (the embedded demo suite)"
-
-
 def mixed_data_line(cfg: dict) -> str | None:
     """What a plan (a dry run's too, before any data exists) and a run's start print when real
     and synthetic data meet (None otherwise)."""
@@ -126,16 +107,6 @@ def mixed_data_line(cfg: dict) -> str | None:
         return None
     return ("data: MIXED " + sources_text(flags).replace("**", "")
             + "; numbers after a synthetic stage are not real results (data.demo=forbid refuses such runs)")
-
-
-def cleaning_line(name: str, table, manifest: str | None = None, settings: dict | None = None) -> str:
-    """The header line of one dataset: its rows read and used, every cleaning rule's count, and
-    the settings its loader ran with (e.g. Adience's label policy and release)."""
-    steps = "; ".join(f"{r} −{n}" for r, n in table.report.steps) or "no rows dropped"
-    at = f" (manifest {manifest[:12]})" if manifest else ""
-    how = " [" + ", ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                           for k, v in settings.items()) + "]" if settings else ""
-    return f"Dataset {name}{at}{how}: {table.report.n_raw} rows → {table.report.n_kept} used ({steps})"
 
 
 def write_tables(folder: Path, title: str, table: pd.DataFrame, header: list[str], caption: str) -> str:
@@ -252,10 +223,7 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         long = long.drop(columns=[c for c in long.columns if c in _FOLD_STATISTICS])
     proto = plan.targets[0].info["protocol"]["name"]
     exact = next(iter(preds[0].values()))[1]["lo"] == next(iter(preds[0].values()))[1]["hi"]
-    header = [
-        f"Target: {cfg['target']} — protocol `{proto}` ({table['folds'].iloc[0]} folds)",
-        data_line({name: t.synthetic for name, t in plan.tables.items()}),
-        f"Backbone: {cfg['backbone']}; weights: {plan.nodes[0].info['weights']} (weights={cfg['weights']})",
+    header = opening(cfg, proto, f" ({table['folds'].iloc[0]} folds)", plan.tables, plan.nodes[0].info["weights"]) + [
         "Decision rule: expected value Σ age·p (MAE); argmax group (accuracy)",
         ("MAE aggregation: `MAE` pooled over all test images, with its 95% CI from a bootstrap over subjects"
          + ("" if single else "; `MAE (fold mean)` = mean of per-fold MAEs, with its 95% Student-t interval over "

@@ -103,89 +103,88 @@ class Runner:
 
     # ------------------------------------------------------------------ intermediate stage
     def run_train(self, node: Node) -> None:
+        """Train the stage once; a killed run resumes from its checkpoint, removed once the
+        stage is complete."""
         d = StageDir(self.plan.home / "stages", node.key)
-        with d.lock():
-            if d.usable(node.label):
-                return
-            d.sweep()
-            atomic_write_json(d.file("config.json"), node.info)
-            log = log_to(d.file("log.txt"))
-            cache = self.cache(node.stage)
-            table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
-            targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
-            p = node.params
-            # its train / validation split, less what data.exclude_overlap removes (stages/leakage.py)
-            train, val = leakage(self.plan, self.progress).rows(node)
-            source = model_source(self.plan, node.parent)
-            model = source.build(labels, self.cfg["seed"])
-            log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
-            threads = configure(self.cfg, 1)
-            processes, why_not = self.cfg["train"]["processes"], D.unsupported(p)
-            if processes > 1 and why_not:
-                log(f"train.processes={processes}: trained in one process ({why_not})")
-            if processes > 1 and not why_not:
-                ranks, threads = D.rank_devices(resolve_devices(self.cfg["devices"], gpu_count()), processes)
-                log(f"{processes} processes ({D.backend(ranks[0])}): {', '.join(ranks)}, {threads} thread(s) each")
-                state, result = D.train_stage(D.StageJob(
-                    str(cache.path / "images.npy"), targets, train, val, source, labels, p, self.cfg["augment"],
-                    self.cfg["seed"], str(d.file("ckpt.pt")), ranks, threads, str(d.file("ranks")),
-                    str(d.file("log.txt")), node.label, self.progress, self.cfg["train"]["numerics"],
-                    bool(self.cfg["train"]["deterministic"])))
-                model.load_state_dict(state)
-            else:
-                result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
-                             labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
-                             log, self.progress, desc=node.label)
-            _save_model(d, model, labels)
-            atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
-                                                       "report": portable(table.report.to_dict(), self.plan.home),
-                                                       "environment": numeric_environment(self.cfg)})
-            d.mark_complete(["weights.safetensors", "labels.json", "metrics.json", "config.json"])
-            d.file("ckpt.pt").unlink(missing_ok=True)
+        d.fill(node.label, lambda: self._train(node, d), scratch=("ckpt.pt",))
+
+    def _train(self, node: Node, d: StageDir) -> list[str]:
+        atomic_write_json(d.file("config.json"), node.info)
+        log = log_to(d.file("log.txt"))
+        cache = self.cache(node.stage)
+        table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
+        targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+        p = node.params
+        # its train / validation split, less what data.exclude_overlap removes (stages/leakage.py)
+        train, val = leakage(self.plan, self.progress).rows(node)
+        source = model_source(self.plan, node.parent)
+        model = source.build(labels, self.cfg["seed"])
+        log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
+        threads = configure(self.cfg, 1)
+        processes, why_not = self.cfg["train"]["processes"], D.unsupported(p)
+        if processes > 1 and why_not:
+            log(f"train.processes={processes}: trained in one process ({why_not})")
+        if processes > 1 and not why_not:
+            ranks, threads = D.rank_devices(resolve_devices(self.cfg["devices"], gpu_count()), processes)
+            log(f"{processes} processes ({D.backend(ranks[0])}): {', '.join(ranks)}, {threads} thread(s) each")
+            state, result = D.train_stage(D.StageJob(
+                str(cache.path / "images.npy"), targets, train, val, source, labels, p, self.cfg["augment"],
+                self.cfg["seed"], str(d.file("ckpt.pt")), ranks, threads, str(d.file("ranks")),
+                str(d.file("log.txt")), node.label, self.progress, self.cfg["train"]["numerics"],
+                bool(self.cfg["train"]["deterministic"])))
+            model.load_state_dict(state)
+        else:
+            result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
+                         labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
+                         log, self.progress, desc=node.label)
+        _save_model(d, model, labels)
+        atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
+                                                   "report": portable(table.report.to_dict(), self.plan.home),
+                                                   "environment": numeric_environment(self.cfg)})
+        return ["weights.safetensors", "labels.json", "metrics.json", "config.json"]
 
     # ------------------------------------------------------------------ target protocol
     def run_target(self, node: Node) -> None:
+        """Every fold of the protocol, each written the moment it ends (a rerun trains only the
+        missing ones); the shared features, if any, are removed once the stage is complete."""
         d = StageDir(self.plan.home / "stages", node.key)
-        with d.lock():
-            if d.usable(node.label):
-                return
-            d.sweep()
-            atomic_write_json(d.file("config.json"), node.info)
-            cache = self.cache(node.stage)
-            table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
-            targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
-            features = self.shared_features(node, d, cache, labels)
-            jobs = []
-            folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], self.cfg["split_seed"])
-            for name, train, test in folds:
-                out = d.path / "folds" / f"{name}.csv"
-                if not out.exists():
-                    jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
-                                        table.frame["subject"].to_numpy(), labels, node.params,
-                                        self.cfg, model_source(self.plan, node.parent), features,
-                                        table.frame["age"].to_numpy(float)))
-            # placed by the protocol's fold count, not the folds left: a resumed run trains its
-            # remaining folds with the threads an uninterrupted one would (see workers._ended)
-            run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"),
-                           placement(self.cfg, len(folds)))
-            preds = read_folds(sorted((d.path / "folds").glob("*.csv"))).copy()   # one block: cheap insert
-            preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
-            atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
-            atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
-            atomic_write_json(d.file("metrics.json"), {"report": portable(table.report.to_dict(), self.plan.home),
-                                                       "n_folds": int(preds["fold"].nunique()),
-                                                       "environment": numeric_environment(self.cfg)})
-            files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
-            val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
-            if all(f.exists() for f in val_files):   # folds finished by an older version have none
-                atomic_write_text(d.file("validation.csv"),
-                                  pd.concat([pd.read_csv(f, dtype={"fold": str}) for f in val_files]).to_csv(index=False))
-                files.append("validation.csv")
-            # the fold files are listed too: a deleted or damaged one is recomputed alone
-            files += sorted(f"folds/{p.name}" for p in (d.path / "folds").glob("*.csv"))
-            d.mark_complete(files)
-            if features:
-                Path(features).unlink()
+        d.fill(node.label, lambda: self._folds(node, d), scratch=("features.npy",))
+
+    def _folds(self, node: Node, d: StageDir) -> list[str]:
+        atomic_write_json(d.file("config.json"), node.info)
+        cache = self.cache(node.stage)
+        table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
+        targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+        features = self.shared_features(node, d, cache, labels)
+        jobs = []
+        folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], self.cfg["split_seed"])
+        for name, train, test in folds:
+            out = d.path / "folds" / f"{name}.csv"
+            if not out.exists():
+                jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
+                                    table.frame["subject"].to_numpy(), labels, node.params,
+                                    self.cfg, model_source(self.plan, node.parent), features,
+                                    table.frame["age"].to_numpy(float)))
+        # placed by the protocol's fold count, not the folds left: a resumed run trains its
+        # remaining folds with the threads an uninterrupted one would (see workers._ended)
+        run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"),
+                       placement(self.cfg, len(folds)))
+        preds = read_folds(sorted((d.path / "folds").glob("*.csv"))).copy()   # one block: cheap insert
+        preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
+        atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
+        atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
+        atomic_write_json(d.file("metrics.json"), {"report": portable(table.report.to_dict(), self.plan.home),
+                                                   "n_folds": int(preds["fold"].nunique()),
+                                                   "environment": numeric_environment(self.cfg)})
+        files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
+        val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
+        if all(f.exists() for f in val_files):   # folds finished by an older version have none
+            atomic_write_text(d.file("validation.csv"),
+                              pd.concat([pd.read_csv(f, dtype={"fold": str}) for f in val_files]).to_csv(index=False))
+            files.append("validation.csv")
+        # the fold files are listed too: a deleted or damaged one is recomputed alone
+        files += sorted(f"folds/{p.name}" for p in (d.path / "folds").glob("*.csv"))
+        return files
 
     def shared_features(self, node: Node, d: StageDir, cache, labels: LabelSpace) -> str | None:
         """What every fold would compute alike, computed once and memory-mapped by every fold:
