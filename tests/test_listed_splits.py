@@ -103,3 +103,61 @@ def test_real_fgnet_listing_has_no_split_of_its_own():
     table = load("fgnet", reference("fgnet", "FG-Net.json").parent, listing="json", require_files=False)
     with pytest.raises(MissingFolders, match="1002 of 1002 rows have none"):
         folds(table.frame, load_protocol("paplhjak"), seed=0)
+
+
+def _synthetic_agedb(folder, subjects=30, per=4):
+    """An AgeDB-named folder of empty image files, marked synthetic (a stand-in of the suite's)."""
+    from cascade.data.records import SYNTHETIC_MARKER
+
+    folder.mkdir()
+    (folder / SYNTHETIC_MARKER).write_text("synthetic")
+    for s in range(subjects):
+        for k in range(per):
+            (folder / f"{s * per + k + 1}_Person{s}_{20 + s + 3 * k}_{'mf'[s % 2]}.jpg").write_bytes(b"")
+    return folder
+
+
+def test_a_synthetic_listing_is_read_like_the_real_one_and_splits(tmp_path):
+    from cascade.data.formats import load
+    from cascade.data.synth.listings import write_agedb_listing
+
+    folder = _synthetic_agedb(tmp_path / "agedb")
+    scanned = load("agedb", folder, listing="files")
+    write_agedb_listing(folder, seed=0)
+    listed = load("agedb", folder)                      # auto: the JSON now
+    assert listed.report.source.endswith("AgeDB.json") and len(listed) == len(scanned) == 120
+    cols = ["path", "age", "subject", "gender"]
+    assert listed.frame[cols].sort_values("path").values.tolist() == scanned.frame[cols].sort_values("path").values.tolist()
+    assert (listed.frame.groupby("subject")["fold"].nunique() == 1).all()
+    assert sorted(listed.frame["fold"].unique()) == list(range(10))
+    out = folds(listed.frame, load_protocol("paplhjak"), seed=0)
+    assert len(out) == 5 and all(len(test) for _, _, test in out)
+    write_agedb_listing(folder, seed=0)
+    assert load("agedb", folder).frame.equals(listed.frame)          # seeded: the same folders
+
+
+def test_the_demo_suite_gets_no_listing_of_its_own(suite_home, tmp_path):
+    """The generated suite's agedb/ keeps its files (golden bytes, stage keys): a listing is
+    written into a copy, and the loader reads the copy's rows as the suite's."""
+    import shutil
+
+    from cascade.data.formats import load
+    from cascade.data.synth.listings import write_agedb_listing
+
+    [suite] = [p.parent for p in (suite_home / "demo").glob("*/GENERATED.json")]
+    assert not (suite / "agedb" / "AgeDB.json").exists()
+    with pytest.raises(ValueError, match="is the generated demo suite"):
+        write_agedb_listing(suite / "agedb")
+    copy = shutil.copytree(suite / "agedb", tmp_path / "agedb")
+    write_agedb_listing(copy)
+    listed, scanned = load("agedb", copy), load("agedb", suite / "agedb")
+    assert sorted(listed.frame["path"]) == sorted(scanned.frame["path"])
+    assert (listed.frame.groupby("subject")["fold"].nunique() == 1).all()
+
+
+def test_a_real_folder_gets_no_synthetic_listing(tmp_path):
+    from cascade.data.synth.listings import write_agedb_listing
+
+    (tmp_path / "1_Ann_30_f.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a synthetic AgeDB folder"):
+        write_agedb_listing(tmp_path)
