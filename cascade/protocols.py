@@ -61,7 +61,7 @@ def load_protocol(name: str) -> dict:
 #: Optional protocol settings and the types they must have (a wrong type is a clear error here,
 #: not a TypeError inside a splitter).
 _TYPES = {"name": (str,), "subject_exclusive": (bool,), "by_subject": (bool,),
-          "test_fraction": (int, float), "test_subjects": (list,)}
+          "test_fraction": (int, float), "test_subjects": (list,), "splits": (list,), "listing": (str,)}
 
 
 def _check_types(path: Path, spec: dict) -> None:
@@ -73,6 +73,25 @@ def _check_types(path: Path, spec: dict) -> None:
     frac = spec.get("test_fraction")
     if frac is not None and not 0 < frac < 1:
         raise ValueError(f"{path}: test_fraction: {frac!r} must be between 0 and 1")
+    if spec.get("splitter") == "listed_splits" and not spec.get("splits"):
+        raise ValueError(f"{path}: splitter listed_splits needs splits: a list of {{trn, val, tst}} folder lists")
+    for i, split in enumerate(spec.get("splits") or []):
+        _check_split(path, i, split)
+
+
+def _check_split(path: Path, i: int, split) -> None:
+    """One entry of `splits:` as the benchmark writes it: trn / val / tst lists of folder
+    numbers, no folder in two parts, something to test on."""
+    if not isinstance(split, dict) or set(split) != set(SPLIT_PARTS):
+        raise ValueError(f"{path}: splits[{i}]: {split!r} must be a mapping with exactly {', '.join(SPLIT_PARTS)}")
+    for part in SPLIT_PARTS:
+        if not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in split[part]):
+            raise ValueError(f"{path}: splits[{i}].{part}: {split[part]!r} must be a list of folder numbers >= 0")
+    seen = [f for part in SPLIT_PARTS for f in split[part]]
+    if len(seen) != len(set(seen)):
+        raise ValueError(f"{path}: splits[{i}]: a folder is listed twice in {split!r}")
+    if not split["tst"] or not split["trn"]:
+        raise ValueError(f"{path}: splits[{i}]: trn and tst must each list at least one folder")
 
 
 def _leave_one_group_out(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
@@ -88,6 +107,41 @@ def _predefined_folds(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fo
                          f"{int((folds < 0).sum())} rows have none")
     for f in np.unique(folds):
         yield str(int(f)), np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+
+
+#: The parts of one of a benchmark's fixed splits, named as its YAML files name them.
+SPLIT_PARTS = ("trn", "val", "tst")
+
+
+class MissingFolders(ValueError):
+    """A table without the published folders a `listed_splits` protocol reads: a dataset read
+    from the wrong listing (or from its image names), not one too small to split."""
+
+
+def _listed_splits(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
+    """A benchmark's fixed splits over the `folder` its listing gives each image (the table's
+    `fold`): fold i trains on split i's `trn` and `val` folders and tests on its `tst` folders,
+    exactly as the file lists them, so each fold's test images are the benchmark's.
+
+    Why `val` goes into training: a fold here is (train, test) and its validation share is drawn
+    from the training rows (`val_fraction`, subject-exclusive, see `validation_split`), so the
+    protocol file sets `val_fraction` / `test_fraction` to the shares the val / tst folders hold,
+    and training and validation get the benchmark's sizes (not its very validation images)."""
+    folder = frame["fold"].to_numpy()
+    listed = sorted({f for split in spec["splits"] for part in SPLIT_PARTS for f in split[part]})
+    outside = ~np.isin(folder, listed)
+    if outside.any():
+        example = frame.iloc[int(np.flatnonzero(outside)[0])]
+        raise MissingFolders(
+            f"protocol {spec.get('name', spec['splitter'])} reads each image's published folder "
+            f"({listed[0]}-{listed[-1]}) from {spec.get('listing', 'the dataset listing')}; {int(outside.sum())} of "
+            f"{len(frame)} rows have none or another (e.g. {example.get('path', example.name)}: folder "
+            f"{int(example['fold'])}): point the dataset's root at a folder holding that listing")
+    for i, split in enumerate(spec["splits"]):
+        test = np.flatnonzero(np.isin(folder, split["tst"]))
+        if not len(test):
+            raise ValueError(f"split {i} has no image in its test folders {split['tst']}")
+        yield str(i), np.flatnonzero(np.isin(folder, split["trn"] + split["val"])), test
 
 
 def _holdout(frame: pd.DataFrame, spec: dict, seed: int) -> Iterator[Fold]:
@@ -175,6 +229,7 @@ SPLITTERS: dict[str, Callable[[pd.DataFrame, dict, int], Iterator[Fold]]] = {
     "holdout": _holdout,
     "fixed_test_subjects": _fixed_test_subjects,
     "stratified_holdout": _stratified_holdout,
+    "listed_splits": _listed_splits,
 }
 
 
@@ -184,6 +239,8 @@ def folds(frame: pd.DataFrame, spec: dict, seed: int) -> list[Fold]:
     name = spec.get("name", spec["splitter"])
     try:
         out = list(SPLITTERS[spec["splitter"]](frame, spec, seed))
+    except MissingFolders:            # the wrong listing, whatever the dataset's size
+        raise
     except ValueError as exc:         # scikit-learn's words, with what they were said about
         raise ValueError(f"protocol {name} cannot split {len(frame)} usable image(s) of "
                          f"{frame['subject'].nunique()} subject(s): {exc}  A dataset this small cannot be "

@@ -50,7 +50,7 @@ def test_unknown_loader_lists_valid_names(tmp_path):
         load("morph", tmp_path)
     for name in ("imdb", "wiki", "agedb", "fgnet", "adience", "utkface"):
         assert name in str(err.value)
-    assert set(LOADERS) == {"imdb", "wiki", "agedb", "fgnet", "adience", "utkface"}
+    assert set(LOADERS) == {"imdb", "wiki", "agedb", "fgnet", "adience", "utkface", "appareal"}
 
 
 def test_unknown_option_lists_valid_options(tmp_path):

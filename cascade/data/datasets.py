@@ -61,6 +61,8 @@ NAMING = {
     "adience": "fold_0_data.txt ... fold_4_data.txt, tab-separated with the header user_id, original_image, "
                "face_id, age, gender, ... and ages such as (25, 32)",
     "utkface": "images named <age>_<gender>_<race>_<date>.jpg (e.g. 26_0_1_20170116174525125.jpg)",
+    "appareal": "gt_avg_train.csv, gt_avg_valid.csv, gt_avg_test.csv (file_name, num_ratings, apparent_age_avg, "
+                "apparent_age_std, real_age) beside the folders train/, valid/, test/ they list",
 }
 
 

@@ -11,9 +11,10 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from cascade.data.formats import agedb, fgnet, utkface
+from cascade.data.formats import agedb, appareal, fgnet, utkface
 from cascade.data.formats.adience import fold_listings, load_adience
 from cascade.data.formats.agedb import load_agedb
+from cascade.data.formats.appareal import load_appareal
 from cascade.data.formats.fgnet import load_fgnet
 from cascade.data.formats.imdb import load_imdb, load_wiki, metadata_file
 from cascade.data.formats.utkface import load_utkface
@@ -26,6 +27,7 @@ LOADERS: dict[str, Callable[..., DatasetTable]] = {
     "fgnet": load_fgnet,
     "adience": load_adience,
     "utkface": load_utkface,
+    "appareal": load_appareal,
 }
 
 #: What each loader must find under its root before it can read a row: a check that raises
@@ -37,6 +39,7 @@ REQUIRED_FILES: dict[str, Callable[[Path], object]] = {
     "fgnet": fgnet.required_files,
     "adience": fold_listings,
     "utkface": utkface.required_files,
+    "appareal": appareal.required_files,
 }
 
 
