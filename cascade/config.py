@@ -272,6 +272,9 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"data.overlap.hamming={overlap['hamming']} / colour={overlap['colour']} / cosine="
                           f"{overlap['cosine']}: expected 0-64 bits, 0-255 (255 turns the colour test off) and a "
                           f"cosine similarity in [-1, 1]")
+    if cfg["track"]["mlflow_uri"] and not cfg["track"]["mlflow"]:
+        raise ConfigError(f"track.mlflow_uri={cfg['track']['mlflow_uri']} is set but track.mlflow=false: "
+                          f"add track.mlflow=true to log there")
     fraction = cfg["train"]["fraction"]
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"train.fraction={fraction}: expected a share of the training rows in (0, 1]")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cascade import metrics as M
-from cascade import runtime
+from cascade import runtime, tracking
 from cascade.report import compare, figures, latex, literature
 from cascade.report.header import cleaning_line, opening, sources_text
 from cascade.stages.execute import Runner
@@ -243,10 +243,16 @@ def run_table(plans: list[Plan], preds: list[dict]) -> tuple[pd.DataFrame, pd.Da
         info = plan.keyed(name).info
         header.append(cleaning_line(name, t, info["manifest"], info.get("cleaning")))
     header += overlap
+    return table, long, header, run_name(plans)
+
+
+def run_name(plans: list[Plan]) -> str:
+    """The results folder's run-id: the run's name, target and backbone, and a hash of its target
+    stage keys (known before anything trains: the tracked run is named so from the start)."""
+    cfg = plans[0].cfg
     prefix = f"{cfg['run']['name']}-" if cfg["run"]["name"] else ""
-    run_id = f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \
+    return f"{prefix}{cfg['target']}-{cfg['backbone'].replace(':', '-')}-" + \
         stable_hash([n.key for p in plans for n in p.targets], 8)
-    return table, long, header, run_id
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
@@ -281,10 +287,14 @@ def to_markdown(table: pd.DataFrame, header: list[str]) -> str:
 def run_and_write(plans: list[Plan], out_dir: Path, settings: list[str], progress: bool) -> tuple[str, Path]:
     """Train what the plans (one per seed) still miss, then write their results folder
     (:func:`write_run`): what `cascade run`, every cell of `cascade study` and `cascade verify`'s
-    rebuild do."""
-    for plan in plans:
-        Runner(plan, progress=progress).run()
-    return write_run(plans, out_dir, settings)
+    rebuild do.  With `track.*` on, one tracked run (cascade/tracking.py) holds every stage trained
+    and, when it ends, the results folder as artifacts."""
+    with tracking.session(plans[0].cfg, run_name(plans), settings) as track:
+        for plan in plans:
+            Runner(plan, progress=progress, track=track).run()
+        md, folder = write_run(plans, out_dir, settings)
+        track.artifacts(folder)
+    return md, folder
 
 
 def write_run(plans: Plan | list[Plan], out_dir: Path, settings: list[str] | None = None) -> tuple[str, Path]:

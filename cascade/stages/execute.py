@@ -28,6 +28,7 @@ from cascade.stages.placement import gpu_count, placement, resolve_devices
 from cascade.stages.plan import Node, Plan
 from cascade.stages.workers import run_fold_stage
 from cascade.store import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
+from cascade.tracking import Track, kept
 from cascade.train import distributed as D
 from cascade.train.trainer import Split, cut_of, fit, predict_proba, shared_features, shares_features
 
@@ -88,8 +89,11 @@ def model_source(plan: Plan, node: Node) -> ModelSource:
 
 
 class Runner:
-    def __init__(self, plan: Plan, progress: bool = True):
-        self.plan, self.cfg, self.progress = plan, plan.cfg, progress
+    """Runs a plan's nodes; `track`: the tracked run each stage trained is logged under
+    (cascade/tracking.py; `Track()`: none)."""
+
+    def __init__(self, plan: Plan, progress: bool = True, track: Track = Track()):
+        self.plan, self.cfg, self.progress, self.track = plan, plan.cfg, progress, track
 
     def cache(self, stage: str):
         return self.plan.cache(stage, self.progress)
@@ -109,39 +113,42 @@ class Runner:
         d.fill(node.label, lambda: self._train(node, d), scratch=("ckpt.pt",))
 
     def _train(self, node: Node, d: StageDir) -> list[str]:
-        atomic_write_json(d.file("config.json"), node.info)
-        log = log_to(d.file("log.txt"))
-        cache = self.cache(node.stage)
-        table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
-        targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
-        p = node.params
-        # its train / validation split, less what data.exclude_overlap removes (stages/leakage.py)
-        train, val = leakage(self.plan, self.progress).rows(node)
-        source = model_source(self.plan, node.parent)
-        model = source.build(labels, self.cfg["seed"])
-        log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
-        threads = configure(self.cfg, 1)
-        processes, why_not = self.cfg["train"]["processes"], D.unsupported(p)
-        if processes > 1 and why_not:
-            log(f"train.processes={processes}: trained in one process ({why_not})")
-        if processes > 1 and not why_not:
-            ranks, threads = D.rank_devices(resolve_devices(self.cfg["devices"], gpu_count()), processes)
-            log(f"{processes} processes ({D.backend(ranks[0])}): {', '.join(ranks)}, {threads} thread(s) each")
-            state, result = D.train_stage(D.StageJob(
-                str(cache.path / "images.npy"), targets, train, val, source, labels, p, self.cfg["augment"],
-                self.cfg["seed"], str(d.file("ckpt.pt")), ranks, threads, str(d.file("ranks")),
-                str(d.file("log.txt")), node.label, self.progress, self.cfg["train"]["numerics"],
-                bool(self.cfg["train"]["deterministic"])))
-            model.load_state_dict(state)
-        else:
-            result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
-                         labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
-                         log, self.progress, desc=node.label)
-        _save_model(d, model, labels)
-        atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
-                                                   "report": portable(table.report.to_dict(), self.plan.home),
-                                                   "environment": numeric_environment(self.cfg)})
-        return ["weights.safetensors", "labels.json", "metrics.json", "config.json"]
+        with self.track.stage(node) as run:
+            atomic_write_json(d.file("config.json"), node.info)
+            log = log_to(d.file("log.txt"))
+            cache = self.cache(node.stage)
+            table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
+            targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+            p = node.params
+            # its train / validation split, less what data.exclude_overlap removes (stages/leakage.py)
+            train, val = leakage(self.plan, self.progress).rows(node)
+            source = model_source(self.plan, node.parent)
+            model = source.build(labels, self.cfg["seed"])
+            log(f"start {node.label}: {len(train)} train / {len(val)} val images, {len(labels)} classes")
+            threads = configure(self.cfg, 1)
+            processes, why_not = self.cfg["train"]["processes"], D.unsupported(p)
+            if processes > 1 and why_not:
+                log(f"train.processes={processes}: trained in one process ({why_not})")
+            if processes > 1 and not why_not:
+                ranks, threads = D.rank_devices(resolve_devices(self.cfg["devices"], gpu_count()), processes)
+                log(f"{processes} processes ({D.backend(ranks[0])}): {', '.join(ranks)}, {threads} thread(s) each")
+                state, result = D.train_stage(D.StageJob(
+                    str(cache.path / "images.npy"), targets, train, val, source, labels, p, self.cfg["augment"],
+                    self.cfg["seed"], str(d.file("ckpt.pt")), ranks, threads, str(d.file("ranks")),
+                    str(d.file("log.txt")), node.label, self.progress, self.cfg["train"]["numerics"],
+                    bool(self.cfg["train"]["deterministic"]), run))
+                model.load_state_dict(state)
+            else:
+                result = fit(model, Split(cache.images, targets, train, val), p, self.cfg["augment"],
+                             labels.values, d.file("ckpt.pt"), self.cfg["seed"], device(self.cfg),
+                             log, self.progress, desc=node.label, on_epoch=run.epoch)
+            _save_model(d, model, labels)
+            atomic_write_json(d.file("metrics.json"), {**result, "threads": threads,
+                                                       "report": portable(table.report.to_dict(), self.plan.home),
+                                                       "environment": numeric_environment(self.cfg)})
+            run.metrics(kept(result))
+            run.artifacts(d.file("config.json"))
+            return ["weights.safetensors", "labels.json", "metrics.json", "config.json"]
 
     # ------------------------------------------------------------------ target protocol
     def run_target(self, node: Node) -> None:
@@ -151,40 +158,45 @@ class Runner:
         d.fill(node.label, lambda: self._folds(node, d), scratch=("features.npy",))
 
     def _folds(self, node: Node, d: StageDir) -> list[str]:
-        atomic_write_json(d.file("config.json"), node.info)
-        cache = self.cache(node.stage)
-        table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
-        targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
-        features = self.shared_features(node, d, cache, labels)
-        jobs = []
-        folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], self.cfg["split_seed"])
-        for name, train, test in folds:
-            out = d.path / "folds" / f"{name}.csv"
-            if not out.exists():
-                jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
-                                    table.frame["subject"].to_numpy(), labels, node.params,
-                                    self.cfg, model_source(self.plan, node.parent), features,
-                                    table.frame["age"].to_numpy(float)))
-        # placed by the protocol's fold count, not the folds left: a resumed run trains its
-        # remaining folds with the threads an uninterrupted one would (see workers._ended)
-        run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"),
-                       placement(self.cfg, len(folds)))
-        preds = read_folds(sorted((d.path / "folds").glob("*.csv"))).copy()   # one block: cheap insert
-        preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
-        atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
-        atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
-        atomic_write_json(d.file("metrics.json"), {"report": portable(table.report.to_dict(), self.plan.home),
-                                                   "n_folds": int(preds["fold"].nunique()),
-                                                   "environment": numeric_environment(self.cfg)})
-        files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
-        val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
-        if all(f.exists() for f in val_files):   # folds finished by an older version have none
-            atomic_write_text(d.file("validation.csv"),
-                              pd.concat([pd.read_csv(f, dtype={"fold": str}) for f in val_files]).to_csv(index=False))
-            files.append("validation.csv")
-        # the fold files are listed too: a deleted or damaged one is recomputed alone
-        files += sorted(f"folds/{p.name}" for p in (d.path / "folds").glob("*.csv"))
-        return files
+        with self.track.stage(node) as run:
+            atomic_write_json(d.file("config.json"), node.info)
+            cache = self.cache(node.stage)
+            table, labels = cache.table, LabelSpace.of(cache.table, node.params.get("classes"))
+            targets = labels.encode(table.frame["age_lo"], table.frame["age_hi"])
+            features = self.shared_features(node, d, cache, labels)
+            jobs = []
+            folds = protocol_folds(table.frame.assign(label=targets), node.info["protocol"], self.cfg["split_seed"])
+            for name, train, test in folds:
+                out = d.path / "folds" / f"{name}.csv"
+                if not out.exists():
+                    jobs.append(FoldJob(name, train, test, str(out), str(cache.path), targets,
+                                        table.frame["subject"].to_numpy(), labels, node.params,
+                                        self.cfg, model_source(self.plan, node.parent), features,
+                                        table.frame["age"].to_numpy(float), run))
+            # placed by the protocol's fold count, not the folds left: a resumed run trains its
+            # remaining folds with the threads an uninterrupted one would (see workers._ended)
+            run_fold_stage(jobs, self.cfg, self.progress, node.label, d.file("log.txt"),
+                           placement(self.cfg, len(folds)))
+            preds = read_folds(sorted((d.path / "folds").glob("*.csv"))).copy()   # one block: cheap insert
+            preds.insert(1, "path", table.frame["path"].to_numpy()[preds["row"]])
+            atomic_write_text(d.file("predictions.csv"), preds.to_csv(index=False))
+            atomic_write_json(d.file("labels.json"), json.loads(labels.to_json()))
+            atomic_write_json(d.file("metrics.json"), {"report": portable(table.report.to_dict(), self.plan.home),
+                                                       "n_folds": int(preds["fold"].nunique()),
+                                                       "environment": numeric_environment(self.cfg)})
+            files = ["predictions.csv", "labels.json", "metrics.json", "config.json"]
+            val_files = [d.path / "folds" / "validation" / f.name for f in sorted((d.path / "folds").glob("*.csv"))]
+            if all(f.exists() for f in val_files):   # folds finished by an older version have none
+                atomic_write_text(d.file("validation.csv"),
+                                  pd.concat([pd.read_csv(f, dtype={"fold": str}) for f in val_files]).to_csv(index=False))
+                files.append("validation.csv")
+            # the fold files are listed too: a deleted or damaged one is recomputed alone
+            files += sorted(f"folds/{p.name}" for p in (d.path / "folds").glob("*.csv"))
+            run.metrics({"test_mae": M.mae_pooled(preds["true_value"], preds["pred_expected"]),
+                         "test_mae_fold_mean": M.mae_fold_mean(preds["true_value"], preds["pred_expected"],
+                                                               preds["fold"])})
+            run.artifacts(d.file("config.json"))
+            return files
 
     def shared_features(self, node: Node, d: StageDir, cache, labels: LabelSpace) -> str | None:
         """What every fold would compute alike, computed once and memory-mapped by every fold:
@@ -233,9 +245,11 @@ class FoldJob:
     source: ModelSource
     features: str | None = None          # shared frozen-body features (mode a), memory-mapped
     ages: np.ndarray | None = None       # exact ages (NaN for group labels): MAE in years under age bins
+    track: Track = Track()               # the target stage's tracked run; the fold logs a child run under it
 
     def run(self, jobs: int, accumulate: int = 1) -> None:
-        run_fold(self, jobs, False, accumulate)
+        with self.track.fold(self.name, self.subjects[self.test]) as run:
+            run_fold(self, jobs, False, accumulate, run)
 
 
 def _train_share(rows: np.ndarray, params: dict, seed: int) -> np.ndarray:
@@ -268,10 +282,11 @@ def fold_split(subjects: np.ndarray, train: np.ndarray, params: dict, seed: int,
     return _train_share(train[tr], params, fold_seed(seed, name)), train[va]
 
 
-def run_fold(job: FoldJob, jobs: int, progress: bool, accumulate: int = 1) -> None:
+def run_fold(job: FoldJob, jobs: int, progress: bool, accumulate: int = 1, track: Track = Track()) -> None:
     """Fine-tune from the parent on the fold's training subjects, predict its test subjects,
     write the predictions atomically.  Runs in a worker process.  `accumulate` > 1: the retry of a
-    fold that ran out of GPU memory (each batch in that many steps, see trainer.fit)."""
+    fold that ran out of GPU memory (each batch in that many steps, see trainer.fit).  `track`:
+    the fold's tracked run (its epochs, then what it kept and its test MAE)."""
     threads = configure(job.cfg, jobs)
     out = Path(job.out)
     seed = fold_seed(job.cfg["seed"], job.name)
@@ -282,7 +297,7 @@ def run_fold(job: FoldJob, jobs: int, progress: bool, accumulate: int = 1) -> No
     ckpt = out.with_suffix(".ckpt.pt")
     history = fit(model, Split(images, job.targets, train, val), job.params,
                   job.cfg["augment"], job.labels.values, ckpt, seed, device(job.cfg),
-                  log=lambda m: None, progress=False, features=feats, accumulate=accumulate)
+                  log=lambda m: None, progress=False, features=feats, accumulate=accumulate, on_epoch=track.epoch)
     atomic_write_json(out.with_suffix(".history.json"), {**history, "threads": threads})
     # the validation rows' probabilities: what a stacked ensemble's meta-model trains on
     cut, tta = cut_of(model, job.params), job.params.get("tta")
@@ -305,3 +320,4 @@ def run_fold(job: FoldJob, jobs: int, progress: bool, accumulate: int = 1) -> No
     frame = pd.concat([frame, pd.DataFrame(probs, columns=[f"p{i}" for i in range(probs.shape[1])])], axis=1)
     atomic_write_text(out, frame.to_csv(index=False))
     ckpt.unlink(missing_ok=True)
+    track.metrics({**kept(history), "test_mae": M.mae_pooled(frame["true_value"], frame["pred_expected"])})

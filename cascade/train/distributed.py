@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from cascade import runtime
 from cascade.stages import log_to
+from cascade.tracking import Track
 from cascade.train.rank import Rank
 from cascade.train.trainer import Split, fit
 
@@ -82,6 +83,7 @@ class StageJob:
     progress: bool
     numerics: str = "native"       # train.numerics, set up in every rank
     deterministic: bool = False
+    track: Track = Track()         # the stage's tracked run (rank 0 logs each epoch to it)
 
 
 def _rank_main(rank: int, world: int, port: int, job: StageJob) -> None:
@@ -98,7 +100,8 @@ def _rank_main(rank: int, world: int, port: int, job: StageJob) -> None:
         images = np.load(job.images, mmap_mode="r")
         log = log_to(Path(job.log)) if job.log and me.leader else (lambda message: None)
         result = fit(model, Split(images, job.targets, job.train, job.val), job.params, job.aug, job.labels.values,
-                     Path(job.ckpt), job.seed, device, log, job.progress and me.leader, desc=job.desc, rank=me)
+                     Path(job.ckpt), job.seed, device, log, job.progress and me.leader, desc=job.desc, rank=me,
+                     on_epoch=job.track.epoch if me.leader else (lambda record: None))
         if me.leader:
             out = Path(job.out)
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out.with_suffix(".pt"))

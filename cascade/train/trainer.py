@@ -164,7 +164,8 @@ def _load_checkpoint(ckpt: Path, log: Callable[[str], None]) -> dict | None:
 def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np.ndarray,
         ckpt: Path, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
         progress: bool = False, desc: str = "", features: np.ndarray | None = None,
-        accumulate: int = 1, rank: Rank | None = None) -> dict:
+        accumulate: int = 1, rank: Rank | None = None,
+        on_epoch: Callable[[dict], None] = lambda record: None) -> dict:
     """Train `model` in place per `params` (lr, batch_size, epochs, patience, lr_factor, mode,
     augment, select, loss, amp, channels_last, balance); leave in it the weights `select` names
     (the last epoch's, or the epoch with the best validation loss / MAE); return the history.
@@ -176,7 +177,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
     BatchNorm sees the smaller parts.  Epochs trained so are marked in the history.  `rank`: this
     process's place in a group training one stage together (train/distributed.py): each rank
     forwards its share of every batch through DistributedDataParallel; rank 0 alone writes the
-    checkpoint."""
+    checkpoint.  `on_epoch` is handed each epoch's record as it is logged (experiment tracking)."""
 
     balance = params.get("balance", {})               # present only when set (see stages/plan.py)
     if balance.get("cap") or balance.get("remove"):    # fixed reductions: the same rows every epoch
@@ -354,6 +355,7 @@ def fit(model: AgeModel, split: Split, params: dict, aug: dict, class_values: np
                             "scheduler": sched.state_dict(), "state": state,
                             **({"scaler": scaler.state_dict()} if scaler is not None else {})}, ckpt)
             log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            on_epoch(record)
             bar.set_postfix(loss=f"{val_loss:.3f}", mae=f"{val_mae:.2f}")
             if _should_stop(state["history"], stop_on, patience_stop):
                 log(f"early stop: {stop_on} has not improved for {patience_stop} epochs")
