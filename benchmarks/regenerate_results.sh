@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every folder of results/ with the current code, in one store, in dependency order.
 # Run from the repository root after `pip install -e .`; each folder's run.json records the
-# commit it was made at (and whether the tree was dirty).  About an hour on 2 cores, most of it
+# commit it was made at (and whether the tree was dirty).  Over an hour on 2 cores, most of it
 # the three-seed demo.  CASCADE_HOME defaults to a fresh folder so nothing cached by older code
 # is reused (stage keys already refuse that; a fresh store also measures the full work).
 set -euo pipefail
@@ -14,23 +14,28 @@ echo "store: $CASCADE_HOME"
 find results -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 
 mkdir -p results/benchmarks
-# The main job (README line 1, timed: the store is fresh, so this includes generating the demo
-# suite) and its three-seed version with the paired tests.
+# README line 1 (timed: the store is fresh, so this includes generating the demo suite; portable
+# numerics: the same keys and numbers on any x86-64 CPU), then the main job at the default native
+# numerics (whose stages the analyses, predict and export below reuse) and its three-seed version.
 start=$SECONDS
-$C run stage=imdb,agedb target=fgnet --quiet
-echo "README line 1 (cascade run stage=imdb,agedb target=fgnet, fresh store, demo suite generated): $((SECONDS - start)) s on $(nproc) cores" \
+readme=$($C run stage=imdb,agedb target=fgnet train.numerics=portable --quiet | sed -n 's|^written to \(.*\)/$|\1|p')
+echo "README line 1 (cascade run stage=imdb,agedb target=fgnet train.numerics=portable, fresh store, demo suite generated): $((SECONDS - start)) s on $(nproc) cores" \
     | tee results/benchmarks/demo_time.txt
+main=$($C run stage=imdb,agedb target=fgnet --quiet | sed -n 's|^written to \(.*\)/$|\1|p')
 $C run stage=imdb,agedb target=fgnet seeds=0,1,2 --quiet
-# README line 1 rebuilt from scratch in a temporary store and compared with its folder
+# Both rebuilt from scratch in a temporary store and compared with their folders
 # (docs/reliability.md "Same numbers on another machine").
-$C verify results/fgnet-demo-fb06e05d --quiet | tee results/benchmarks/verify_readme.txt
+for run in "$readme:verify_readme" "$main:verify_native"; do
+    { echo "# cascade verify ${run%%:*} --quiet, on $(nproc) cores of $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+      $C verify "${run%%:*}" --quiet; } | tee "results/benchmarks/${run##*:}.txt"
+done
 # How much the numbers move with the threads per fold (--jobs 1 vs --jobs 2).
 .venv/bin/python benchmarks/jobs_effect.py --home "$CASCADE_HOME" stage=imdb,agedb target=fgnet \
     | tee results/benchmarks/jobs_effect.txt
 # The leakage audit (docs/data.md "Overlap between datasets"): the main job with the overlap it
 # found removed from its earlier stages, and whole-dataset audits of the demo suite's pairs.
 $C run stage=imdb,agedb target=fgnet data.exclude_overlap=both run.name=exclude-overlap --quiet
-$C compare results/fgnet-demo-fb06e05d results/exclude-overlap-fgnet-demo-* --out results
+$C compare "$main" results/exclude-overlap-fgnet-demo-* --out results
 mkdir -p results/overlap-demo
 for pair in "imdb agedb" "imdb wiki" "agedb fgnet" "imdb fgnet"; do
     set -- $pair
