@@ -99,4 +99,4 @@ if [ -d ../shared/reference/fgnet/images ]; then
 fi
 # Last, from the folders' files alone: a static report.html beside each folder above and
 # results/index.html over them all (README, after the list of a results folder's files).
-$C html --quiet
+$C html

@@ -182,3 +182,14 @@ def test_a_browser_renders_the_table(built):
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert "<table" in dom and "<td>pretrained → imdb → agedb</td><td>full</td><td>5.86 ± 0.23</td>" in dom
     assert '<img src="figures/fold_mae.png"' in dom
+
+
+def test_the_committed_pages_are_the_ones_the_committed_folders_make():
+    """A results folder added or remade without `cascade html` (the last step of
+    benchmarks/regenerate_results.sh) leaves its page or the index stale: caught here."""
+    from cascade.report import html
+
+    expected = {RESULTS / "index.html": html.index(RESULTS)}
+    expected.update({d / "report.html": html.report(d) for d in html.results_folders(RESULTS)})
+    stale = [str(f.relative_to(RESULTS)) for f, text in expected.items() if not f.exists() or f.read_text() != text]
+    assert not stale, f"stale or missing pages (run `cascade html`): {stale}"
