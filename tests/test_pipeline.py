@@ -198,11 +198,11 @@ def test_a_failing_fold_is_reported_while_the_others_finish(home, monkeypatch, c
     folds = home / "stages" / node.key / "folds"
     real, calls = execute.run_fold, []
 
-    def flaky(job, jobs, progress, accumulate=1):
+    def flaky(job, *args):
         calls.append(job.name)
         if job.name == "002":
             raise OSError("injected failure")
-        return real(job, jobs, progress, accumulate)
+        return real(job, *args)
 
     monkeypatch.setattr(execute, "run_fold", flaky)
     assert main(args) == 1
