@@ -22,7 +22,6 @@ anything (`cascade.runtime.numerics`): give it in the first call of a fresh inte
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import pandas as pd
 from cascade import cli
 from cascade import config as C
 from cascade import progress as bars
+from cascade.report import run_record
 from cascade.stages.plan import status
 
 __all__ = ["plan", "run", "predict", "load_results", "Results"]
@@ -103,12 +103,9 @@ def load_results(folder: str | Path) -> Results:
     """The frames of an existing results folder (`results/<run-id>/` of `cascade run`), read
     from table.csv, comparisons.csv, seeds.csv and run.json."""
     folder = Path(folder)
-    meta = folder / "run.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{meta}: not a results folder (expected results/<run-id>/run.json)")
+    record = run_record(folder)
     if not (folder / "table.csv").exists():
         raise FileNotFoundError(f"{folder / 'table.csv'}: missing; `cascade report {folder}` rebuilds the folder")
-    record = json.loads(meta.read_text())
     return Results(folder, _csv(folder / "table.csv"), _csv(folder / "comparisons.csv"), _csv(folder / "seeds.csv"),
                    record.get("header", []), record.get("settings", []), record.get("stages", {}))
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -518,19 +517,16 @@ def cmd_regress(words: list[str], jobs: int | None, setup_engine: str | None, qu
 def cmd_report(runs: list[str]) -> int:
     """Rebuild the tables and figures of finished runs from their run.json (the settings they
     were made with) and the stage store; nothing is trained."""
-    from cascade.report import regression
+    from cascade.report import regression, run_record
     from cascade.report.tables import finished_plans, write_run
 
     for run in runs:
         folder = Path(run)
-        meta = folder / "run.json"
-        if not meta.exists():
-            raise FileNotFoundError(f"{meta}: not a results folder (expected results/<run-id>/run.json)")
+        ens = run_record(folder)
         words = regression.words_of(folder)
         if words is not None:                  # every fold is stored: this refits nothing
             cmd_regress(words, None, None, True, folder.parent)
             continue
-        ens = json.loads(meta.read_text())
         analysis = analysis_of(folder.name, ens)
         if analysis:                           # an analysis: run again (its stages are in the store)
             cmd_analysis(*analysis, ens["settings"], True)

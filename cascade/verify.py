@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from cascade import runtime
+from cascade.report import run_record
 
 TABLES = ("table.csv", "seeds.csv", "comparisons.csv")
 #: The interval a configuration's MAE may move within on another environment.
@@ -71,10 +72,7 @@ class Verdict:
 
 def recorded(folder: Path) -> dict:
     """A `cascade run` folder's run.json; an error names what kind of folder it is otherwise."""
-    meta_path = Path(folder) / "run.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path}: not a results folder (expected results/<run-id>/run.json)")
-    meta = json.loads(meta_path.read_text())
+    meta = run_record(folder)
     if "settings" not in meta or "stages" not in meta:
         made_by = meta.get("command") or ("an analysis" if "title" in meta else "another command")
         raise ValueError(f"{folder}: verify rebuilds the folders of `cascade run` (run.json with settings and "

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cascade.analysis import analysis_of
+from cascade.report import run_record
 from cascade.store import atomic_write_text
 
 REPORT = "report.html"
@@ -117,15 +118,6 @@ def markdown(text: str, shift: int = 0, skip: frozenset[str] = frozenset()) -> s
 
 # --------------------------------------------------------------------------- one folder
 
-def read_meta(folder: Path) -> dict:
-    """A results folder's run.json; any other path is refused by name."""
-    meta = Path(folder) / "run.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{folder}: not a results folder (no run.json; `cascade html` renders the folders "
-                                "that cascade run, compare, ensemble, regress, analyse and explain write)")
-    return json.loads(meta.read_text())
-
-
 def results_folders(results: Path) -> list[Path]:
     return sorted(d for d in Path(results).iterdir() if (d / "run.json").is_file())
 
@@ -169,7 +161,7 @@ def _built_from(results: Path, meta: dict, up: str) -> str:
 def _used_by(folder: Path) -> list[str]:
     """The folders beside this one whose run.json names it among their runs (compare, ensemble)."""
     return [d.name for d in results_folders(folder.parent)
-            if folder.name in {Path(r).name for r in read_meta(d).get("runs", [])}]
+            if folder.name in {Path(r).name for r in run_record(d).get("runs", [])}]
 
 
 def _listing(folder: Path, leave_out: str = "") -> list[str]:
@@ -203,7 +195,7 @@ def _figures(folder: Path, meta: dict) -> list[str]:
 def report(folder: Path) -> str:
     """The page of one results folder (see the module's docstring for what it holds)."""
     folder = Path(folder)
-    meta = read_meta(folder)
+    meta = run_record(folder)
     header = meta.get("header", [])
     main_doc = next((folder / n for n in MAIN_DOCS if (folder / n).is_file()), None)
     docs = sorted(p for p in folder.glob("*.md") if p != main_doc)
@@ -236,7 +228,7 @@ def index(results: Path) -> str:
     results = Path(results)
     rows = []
     for folder in results_folders(results):
-        meta = read_meta(folder)
+        meta = run_record(folder)
         env = meta.get("environment", {})
         cells = [_link(f"{folder.name}/{REPORT}", folder.name), f"<code>{escape(made_by(folder, meta))}</code>",
                  _lead(meta, "Target: ", r"[;,] "), _lead(meta, "Data: ", r" \(|[:;]"), _words(meta),
@@ -256,7 +248,7 @@ def index(results: Path) -> str:
 def write(folders: list[Path]) -> list[Path]:
     """report.html in each folder, every one checked before any is written."""
     for folder in folders:
-        read_meta(folder)
+        run_record(folder)
     written = [Path(folder) / REPORT for folder in folders]
     for folder, out in zip(folders, written):
         atomic_write_text(out, report(folder))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from cascade import metrics as M
 from cascade import runtime, tracking
-from cascade.report import compare, figures, latex, literature
+from cascade.report import compare, figures, latex, literature, run_record
 from cascade.report.header import cleaning_line, opening, sources_text
 from cascade.stages.execute import Runner
 from cascade.stages.leakage import leakage
@@ -139,10 +139,7 @@ def finished_plans(run: Path) -> list[Plan]:
     from cascade import config as C
     from cascade.stages import plan as P
 
-    meta = Path(run) / "run.json"
-    if not meta.exists():
-        raise FileNotFoundError(f"{meta}: not a results folder of `cascade run`")
-    settings = json.loads(meta.read_text()).get("settings")
+    settings = run_record(run).get("settings")
     if settings is None:
         raise ValueError(f"{run}: not a `cascade run` results folder (no settings in run.json)")
     plans = [P.build(c) for c in C.per_seed(C.load(settings))]
